@@ -1,0 +1,120 @@
+/* kinora-cli — the headless front end: info, bench (generate/extend/loop/export follow with the
+ * pipeline). */
+#include "kin-config.h"
+#include "kin-backend.h"
+#include "kin-bench.h"
+#include "kin-error.h"
+#include "kin-weights.h"
+#include <gmodule.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct {
+  const char *name;
+  int (*run) (int argc, char **argv);
+  const char *help;
+} Bench;
+
+static const Bench benches[] = {
+  { "ops", kin_bench_ops, "matmul and attention throughput at STDiT-XL shapes vs raw sgemm" },
+};
+
+/* Looks for kinora-cuda.so (build tree first, then the install dir) and asks it for devices. */
+static void
+print_cuda_status (void)
+{
+  const char *dirs[] = { g_getenv ("KIN_CUDA_MODULE_DIR"), KIN_BUILD_KERNELSDIR, KIN_PKGLIBDIR };
+  for (guint i = 0; i < G_N_ELEMENTS (dirs); i++) {
+    if (dirs[i] == NULL)
+      continue;
+    g_autofree char *path = g_build_filename (dirs[i], "kinora-cuda.so", NULL);
+    if (!g_file_test (path, G_FILE_TEST_EXISTS))
+      continue;
+    GModule *mod = g_module_open (path, G_MODULE_BIND_LOCAL | G_MODULE_BIND_LAZY);
+    if (mod == NULL) {
+      printf ("cuda:     module %s does not load (%s) — using the CPU\n", path, g_module_error ());
+      return;
+    }
+    int (*discover) (char *, size_t) = NULL;
+    char msg[256] = "";
+    if (g_module_symbol (mod, "kin_cuda_discover", (gpointer *) &discover) && discover) {
+      int n = discover (msg, sizeof msg);
+      printf ("cuda:     %s%s\n", msg, n > 0 ? "" : " — using the CPU");
+    } else {
+      printf ("cuda:     module %s has no kin_cuda_discover — using the CPU\n", path);
+    }
+    g_module_close (mod);
+    return;
+  }
+  printf ("cuda:     module not built or not installed — using the CPU\n");
+}
+
+static int
+cmd_info (int argc, char **argv)
+{
+  printf ("Kinora %s — text-to-video with Open-Sora 1.0/1.1, on your machine\n", KIN_VERSION);
+  printf ("cpu:      %u threads, OpenBLAS sgemm, OpenMP\n", g_get_num_processors ());
+  print_cuda_status ();
+  for (int i = 1; i < argc; i++) {
+    if (strcmp (argv[i], "--weights") == 0 && i + 1 < argc) {
+      g_autoptr (GError) error = NULL;
+      g_autoptr (KinWeights) ws = kin_weights_open (argv[++i], &error);
+      if (ws == NULL) {
+        fprintf (stderr, "kinora-cli: %s\n", error->message);
+        return 1;
+      }
+      size_t total = 0;
+      for (guint j = 0; j < kin_weights_count (ws); j++)
+        total += kin_weights_nth (ws, j)->nbytes;
+      printf ("weights:  %s — %u tensors, %.1f MiB\n", kin_weights_source (ws),
+              kin_weights_count (ws), total / (1024.0 * 1024.0));
+    }
+  }
+  printf ("models:   the generation pipeline is not built yet; `kinora-cli bench ops` measures the engine\n");
+  return 0;
+}
+
+static int
+cmd_bench (int argc, char **argv)
+{
+  if (argc < 2) {
+    fprintf (stderr, "usage: kinora-cli bench NAME [options]\n");
+    for (guint i = 0; i < G_N_ELEMENTS (benches); i++)
+      fprintf (stderr, "  %-6s %s\n", benches[i].name, benches[i].help);
+    return 2;
+  }
+  for (guint i = 0; i < G_N_ELEMENTS (benches); i++)
+    if (strcmp (argv[1], benches[i].name) == 0)
+      return benches[i].run (argc - 1, argv + 1);
+  fprintf (stderr, "kinora-cli: unknown bench '%s'\n", argv[1]);
+  return 2;
+}
+
+static void
+usage (void)
+{
+  fprintf (stderr,
+           "usage: kinora-cli COMMAND [options]\n"
+           "  info [--weights PATH]   show version, devices and (optionally) a weight file's contents\n"
+           "  bench NAME [options]    measure the engine (bench with no name lists them)\n");
+}
+
+int
+main (int argc, char **argv)
+{
+  if (argc < 2) {
+    usage ();
+    return 2;
+  }
+  if (strcmp (argv[1], "info") == 0)
+    return cmd_info (argc - 1, argv + 1);
+  if (strcmp (argv[1], "bench") == 0)
+    return cmd_bench (argc - 1, argv + 1);
+  if (strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0) {
+    usage ();
+    return 0;
+  }
+  fprintf (stderr, "kinora-cli: unknown command '%s'\n", argv[1]);
+  usage ();
+  return 2;
+}

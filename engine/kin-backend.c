@@ -1,0 +1,50 @@
+/* kin-backend.c — backend-independent helpers: sticky errors and host transfers. */
+#include "kin-backend.h"
+#include "kin-error.h"
+#include <stdarg.h>
+
+void
+kin_backend_set_error (KinBackend *be, int code, const char *format, ...)
+{
+  if (be->error != NULL)
+    return;
+  va_list ap;
+  va_start (ap, format);
+  g_autofree char *msg = g_strdup_vprintf (format, ap);
+  va_end (ap);
+  be->error = g_error_new_literal (KIN_ENGINE_ERROR, code, msg);
+}
+
+gboolean
+kin_backend_take_error (KinBackend *be, GError **error)
+{
+  if (be->error == NULL)
+    return TRUE;
+  g_propagate_error (error, g_steal_pointer (&be->error));
+  return FALSE;
+}
+
+gboolean
+kin_backend_failed (KinBackend *be)
+{
+  return be->error != NULL;
+}
+
+KinTensor *
+kin_tensor_from_host_f32 (KinBackend *be, const float *data, int ndim, const int64_t *shape,
+                          GError **error)
+{
+  KinTensor *t = kin_tensor_new (be, KIN_DTYPE_F32, ndim, shape, error);
+  if (t != NULL)
+    be->upload (be, t->data, data, kin_tensor_nbytes (t));
+  return t;
+}
+
+float *
+kin_tensor_to_host_f32 (const KinTensor *t)
+{
+  g_return_val_if_fail (t->dtype == KIN_DTYPE_F32, NULL);
+  float *out = g_new (float, MAX (kin_tensor_numel (t), 1));
+  t->backend->download (t->backend, out, t->data, kin_tensor_nbytes (t));
+  return out;
+}

@@ -1,0 +1,3 @@
+#include "kin-error.h"
+
+G_DEFINE_QUARK (kin-engine-error-quark, kin_engine_error)
