@@ -3,6 +3,7 @@
 #include "kin-config.h"
 #include "kin-backend.h"
 #include "kin-bench.h"
+#include "kin-cli.h"
 #include "kin-error.h"
 #include "kin-weights.h"
 #include <gmodule.h>
@@ -17,6 +18,7 @@ typedef struct {
 
 static const Bench benches[] = {
   { "ops", kin_bench_ops, "matmul and attention throughput at STDiT-XL shapes vs raw sgemm" },
+  { "t5", kin_bench_t5, "T5-XXL-shaped encoder (bf16 weights, 120 tokens) vs raw sgemm, peak RSS" },
 };
 
 /* Looks for kinora-cuda.so (build tree first, then the install dir) and asks it for devices. */
@@ -70,8 +72,23 @@ cmd_info (int argc, char **argv)
               kin_weights_count (ws), total / (1024.0 * 1024.0));
     }
   }
-  printf ("models:   the generation pipeline is not built yet; `kinora-cli bench ops` measures the engine\n");
-  return 0;
+  gboolean buckets = FALSE;
+  const char *tr = NULL, *te = NULL, *va = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp (argv[i], "--buckets") == 0)
+      buckets = TRUE;
+    else if (strcmp (argv[i], "--transformer") == 0 && i + 1 < argc)
+      tr = argv[++i];
+    else if (strcmp (argv[i], "--text-encoder") == 0 && i + 1 < argc)
+      te = argv[++i];
+    else if (strcmp (argv[i], "--vae") == 0 && i + 1 < argc)
+      va = argv[++i];
+  }
+  if (buckets) {
+    kin_cli_print_buckets ();
+    return 0;
+  }
+  return kin_cli_describe_models (tr, te, va) ? 0 : 1;
 }
 
 static int
@@ -95,7 +112,12 @@ usage (void)
 {
   fprintf (stderr,
            "usage: kinora-cli COMMAND [options]\n"
-           "  info [--weights PATH]   show version, devices and (optionally) a weight file's contents\n"
+           "  generate [PROMPT] [options]  make a clip (generate --help lists the options)\n"
+           "  extend --from CLIP [PROMPT]  continue a clip made by generate\n"
+           "  loop --from CLIP            make a clip loop seamlessly\n"
+           "  export INPUT OUTPUT         convert a clip (mp4, webm, gif, PNG folder)\n"
+           "  info [--buckets] [--weights PATH] [--transformer DIR --text-encoder DIR --vae DIR]\n"
+           "                          show version, devices, models, buckets\n"
            "  bench NAME [options]    measure the engine (bench with no name lists them)\n");
 }
 
@@ -110,6 +132,10 @@ main (int argc, char **argv)
     return cmd_info (argc - 1, argv + 1);
   if (strcmp (argv[1], "bench") == 0)
     return cmd_bench (argc - 1, argv + 1);
+  if (strcmp (argv[1], "generate") == 0 || strcmp (argv[1], "extend") == 0 || strcmp (argv[1], "loop") == 0)
+    return kin_cli_generate (argc - 1, argv + 1);
+  if (strcmp (argv[1], "export") == 0)
+    return kin_cli_export (argc - 1, argv + 1);
   if (strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0) {
     usage ();
     return 0;

@@ -76,7 +76,8 @@ typedef struct _KinStdit KinStdit;
 KinStdit *kin_stdit_load (KinWeights *ws, const KinStditConfig *cfg, KinBackend *be,
                           GError **error);
 /* Opens a model as users have it: a v1.1 HF folder (config.json + model.safetensors), a folder
- * or file with a v1.0 .pth, or a bare .safetensors; derives the config and loads it. */
+ * or file with a v1.0 .pth, or a bare .safetensors; derives the config (from the folder's
+ * config.json when there is one, else from the shapes) and loads it. */
 KinStdit *kin_stdit_open (const char *path, KinBackend *be, GError **error);
 void      kin_stdit_free (KinStdit *m);
 

@@ -150,7 +150,7 @@ kin_t5_config_load (const char *path, KinT5Config *cfg, GError **error)
   g_autoptr (JsonParser) parser = json_parser_new ();
   g_autoptr (GError) local = NULL;
   if (!json_parser_load_from_file (parser, path, &local)) {
-    g_set_error (error, KIN_ENGINE_ERROR, KIN_ENGINE_ERROR_BAD_FILE, "%s: %s", path, local->message);
+    g_set_error (error, KIN_ENGINE_ERROR, KIN_ENGINE_ERROR_BAD_FILE, "cannot read the T5 config: %s", local->message);
     return FALSE;
   }
   JsonNode *root = json_parser_get_root (parser);

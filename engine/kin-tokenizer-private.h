@@ -78,7 +78,8 @@ typedef struct {
   char *content;
   gsize len;
   int id;
-  gboolean lstrip, rstrip;
+  gboolean lstrip, rstrip, single_word;
+  gboolean normalized;       /* matched on normalised text (after the normaliser) */
 } KinAddedToken;
 
 struct _KinTokenizer {

@@ -119,9 +119,12 @@ typedef struct {
 KinTensor *kin_vae_decode_frames_tiled (KinVae *vae, const KinTensor *z, const KinVaeTiling *tiling,
                                         GError **error);
 
-/* Host helper for the posterior (spec §3.2): @moments [n, 2·latent, hw];
- * out = (mean + exp(0.5·clamp(logvar, −30, 20))·noise) · scale, or mean · scale when @noise is
- * NULL.  @out is [n, latent, hw]. */
+/* Host helpers for the posterior (spec §3.2), @moments [n, 2·latent, hw] (host f32).
+ * _split: mean, clamp(logvar, −30, 20) and std = exp(logvar/2), each [n, latent, hw] (any may be
+ * NULL).  kin_vae_posterior: out = (mean + std·noise) · scale, or mean · scale when @noise is
+ * NULL; @noise and @out are [n, latent, hw]. */
+void       kin_vae_posterior_split (const float *moments, int64_t n, int latent, int64_t hw,
+                                    float *mean, float *logvar, float *std);
 void       kin_vae_posterior (const float *moments, int64_t n, int latent, int64_t hw,
                               const float *noise, float scale, float *out);
 

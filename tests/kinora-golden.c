@@ -210,6 +210,19 @@ golden_case_open (KinGoldenCase *gc, const char *arg, GError **error)
     gc->tensors = kin_weights_new ();
     if (!kin_safetensors_load (gc->tensors, st, error))
       return FALSE;
+    /* inputs and goldens are not model weights: mark them used so that a model's "unexpected
+     * tensors" warning lists only real surprises */
+    JsonNode *tl = json_object_get_member (gc->root, "tensors");
+    if (tl && JSON_NODE_HOLDS_ARRAY (tl)) {
+      JsonArray *arr = json_node_get_array (tl);
+      for (guint i = 0; i < json_array_get_length (arr); i++) {
+        JsonObject *t = json_array_get_object_element (arr, i);
+        const char *role = t ? json_object_get_string_member_with_default (t, "role", "") : "";
+        const char *name = t ? json_object_get_string_member_with_default (t, "name", NULL) : NULL;
+        if (name && g_strcmp0 (role, "weight") != 0)
+          kin_weights_lookup (gc->tensors, name);
+      }
+    }
   }
   return TRUE;
 }

@@ -1,0 +1,358 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""Train the Kinora demo model pack on the procedural toy world (CPU, a few minutes per stage).
+
+Stages (each cached in --work, re-run with --stages):
+  spm    SentencePiece unigram vocabulary (Debian spm_train), T5 special ids pad 0 / eos 1 / unk 2
+  data   render the clips (dataset.py), deterministic from --seed
+  vae    AutoencoderKL: reconstruction (MSE + L1) + small KL, then scaling_factor = 1/std(latents)
+  lat    encode every clip with the VAE posterior mean, times scaling_factor
+  dit    STDiT2 + T5 encoder jointly, IDDPM objective: eps MSE + VLB (hybrid, IDDPM "learned range")
+  export write data/models/kinora-demo/{text_encoder,vae,transformer}
+"""
+import argparse
+import copy
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dataset  # noqa: E402
+from models import T5Encoder, AutoencoderKL, STDiT2  # noqa: E402
+from util import Tokenizer, Diffusion, save_safetensors  # noqa: E402
+
+MAX_LEN = 64
+
+T5_CFG = dict(d_model=128, d_kv=32, d_ff=256, num_heads=4, num_layers=3,
+              relative_attention_num_buckets=32, relative_attention_max_distance=128,
+              layer_norm_epsilon=1e-6, feed_forward_proj="gated-gelu", vocab_size=None)
+VAE_CFG = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=[16, 32, 64, 64],
+               layers_per_block=1, norm_num_groups=8, act_fn="silu", sample_size=64,
+               down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
+               scaling_factor=None)
+DIT_CFG = dict(depth=4, hidden_size=192, num_heads=4, patch_size=[1, 2, 2], in_channels=4,
+               caption_channels=128, model_max_length=MAX_LEN, mlp_ratio=4.0, qk_norm=True,
+               input_sq_size=64, pred_sigma=True)
+
+
+def log(*a):
+    print("[%7.1fs]" % (time.time() - T0), *a, flush=True)
+
+
+T0 = time.time()
+
+
+# ------------------------------------------------------------------------------------------ spm
+def stage_spm(args):
+    # the caption vocabulary weighted by how often it occurs, plus some general English so that
+    # free-form prompts still tokenize into sensible pieces (the model only knows the toy world)
+    caps = [c for c, _ in dataset.make_clips(4000, args.seed + 100, render=False)]
+    extra = ("a an the of on in at to and with is are video clip image picture shape shapes object "
+             "ball box block star heart ring dot moving moves move slowly fast quickly bouncing growing "
+             "shrinking rising falling sliding spinning rotating flying floating big small large tiny bright "
+             "dark light black white red green blue yellow orange purple pink cyan brown gray grey magenta "
+             "background sky sunset gradient plain left right up down across towards from into over under "
+             "circle square triangle rectangle diamond cube sphere one two three beautiful simple colorful "
+             "cat dog car tree house water ocean forest city night day sun moon person man woman").split()
+    path = os.path.join(args.work, "captions.txt")
+    with open(path, "w") as f:
+        for c in caps:
+            f.write(c + "\n")
+        for i in range(0, len(extra), 6):
+            f.write(" ".join(extra[i:i + 6]) + "\n")
+    prefix = os.path.join(args.work, "spiece")
+    cmd = ["spm_train", "--input=" + path, "--model_prefix=" + prefix, "--vocab_size=%d" % args.vocab,
+           "--model_type=unigram", "--pad_id=0", "--eos_id=1", "--unk_id=2", "--bos_id=-1",
+           "--pad_piece=<pad>", "--eos_piece=</s>", "--unk_piece=<unk>", "--character_coverage=1.0",
+           "--hard_vocab_limit=false", "--seed_sentencepiece_size=100000", "--num_threads=1",
+           "--minloglevel=1"]
+    subprocess.run(cmd, check=True)
+    import sentencepiece as spm
+    sp = spm.SentencePieceProcessor(model_file=prefix + ".model")
+    log("spm: vocab", sp.get_piece_size(), "e.g.", sp.encode("a red circle moving right on a black background",
+                                                              out_type=str))
+
+
+# ------------------------------------------------------------------------------------------ data
+def stage_data(args):
+    caps, vids = [], np.zeros((args.clips, 16, 64, 64, 3), dtype=np.uint8)
+    for i, (c, v) in enumerate(dataset.make_clips(args.clips, args.seed)):
+        caps.append(c)
+        vids[i] = ((v.transpose(1, 2, 3, 0) + 1) * 127.5 + 0.5).clip(0, 255).astype(np.uint8)
+    np.save(os.path.join(args.work, "videos.npy"), vids)
+    with open(os.path.join(args.work, "captions.json"), "w") as f:
+        json.dump(caps, f)
+    log("data: %d clips" % len(caps))
+
+
+def load_videos(args):
+    return np.load(os.path.join(args.work, "videos.npy"), mmap_mode="r")
+
+
+def to_float(u8):  # [..., H, W, 3] uint8 -> [..., 3, H, W] float in [-1, 1]
+    x = torch.from_numpy(np.ascontiguousarray(u8)).float() / 127.5 - 1
+    return x.movedim(-1, -3)
+
+
+# ------------------------------------------------------------------------------------------ vae
+def stage_vae(args):
+    torch.manual_seed(args.seed + 1)
+    vids = load_videos(args)
+    n = vids.shape[0]
+    frames = vids.reshape(n * 16, 64, 64, 3)
+    vae = AutoencoderKL(VAE_CFG)
+    log("vae params %.2fM" % (sum(p.numel() for p in vae.parameters()) / 1e6))
+    opt = torch.optim.Adam(vae.parameters(), lr=args.vae_lr)
+    rng = np.random.default_rng(args.seed + 1)
+    t_end = time.time() + args.vae_minutes * 60
+    step = 0
+    while time.time() < t_end and step < args.vae_max_steps:
+        idx = np.sort(rng.choice(frames.shape[0], args.vae_batch, replace=False))
+        x = to_float(frames[idx])
+        mean, logvar = vae.encode(x)
+        z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+        rec = vae.decode(z)
+        mse = F.mse_loss(rec, x)
+        l1 = (rec - x).abs().mean()
+        kl = 0.5 * (mean ** 2 + logvar.exp() - 1 - logvar).mean()
+        loss = mse + 0.5 * l1 + args.vae_kl * kl
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 50 == 0:
+            log("vae step %d mse %.5f l1 %.4f kl %.3f" % (step, mse.item(), l1.item(), kl.item()))
+    for g in opt.param_groups:
+        g["lr"] = args.vae_lr * 0.2
+    torch.save(vae.state_dict(), os.path.join(args.work, "vae.pt"))
+    log("vae: %d steps" % step)
+
+
+def load_vae(args):
+    vae = AutoencoderKL(VAE_CFG)
+    vae.load_state_dict(torch.load(os.path.join(args.work, "vae.pt")))
+    vae.eval()
+    return vae
+
+
+def stage_lat(args):
+    vae = load_vae(args)
+    vids = load_videos(args)
+    n = vids.shape[0]
+    out = None
+    with torch.no_grad():
+        for i in range(0, n, 16):
+            x = to_float(vids[i:i + 16].reshape(-1, 64, 64, 3))
+            m, _ = vae.encode(x)
+            m = m.reshape(-1, 16, *m.shape[1:]).transpose(1, 2)  # [b,4,T,h,w]
+            if out is None:
+                out = np.zeros((n,) + tuple(m.shape[1:]), dtype=np.float32)
+            out[i:i + 16] = m.numpy()
+            if i == 0:
+                rec = vae.decode(m.transpose(1, 2).reshape(-1, *m.shape[1:2], *m.shape[3:]))
+                log("lat: recon mse on first clips %.5f" % F.mse_loss(rec, x).item())
+    sf = float(1.0 / out.std())
+    log("lat: latents", out.shape, "mean %.3f std %.3f -> scaling_factor %.5f" % (out.mean(), out.std(), sf))
+    np.save(os.path.join(args.work, "latents.npy"), out * sf)
+    with open(os.path.join(args.work, "scaling_factor.json"), "w") as f:
+        json.dump({"scaling_factor": sf}, f)
+
+
+# ------------------------------------------------------------------------------------------ dit
+def t5_config(args):
+    import sentencepiece as spm
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(args.work, "spiece.model"))
+    cfg = dict(T5_CFG)
+    cfg["vocab_size"] = sp.get_piece_size()
+    return cfg
+
+
+def random_cond(rng, B, jitter):
+    """height, width, num_frames, ar, fps for B samples (the data is always 64x64x16)."""
+    h = np.full(B, 64.0)
+    w = np.full(B, 64.0)
+    nf = np.full(B, 16.0)
+    fps = np.full(B, 24.0)
+    if jitter:
+        # half of the batches get other plausible values, so that the model learns to ignore them
+        # (the C pipeline may pass the real pixel size / the clip's fps)
+        if rng.random() < 0.5:
+            sizes = [64, 128, 144, 240, 256, 360, 426, 480, 512, 640]
+            h[:] = sizes[rng.integers(len(sizes))]
+            w[:] = sizes[rng.integers(len(sizes))]
+            nf[:] = [16, 16, 32, 51, 64][rng.integers(5)]
+            fps[:] = [8, 12, 16, 24, 24, 30][rng.integers(6)]
+    ar = h / w
+    return [torch.from_numpy(a).float() for a in (h, w, nf, ar, fps)]
+
+
+def frame_mask(rng, B, T):
+    """x_mask [B,T] bool (True = noisy frame): 70% none, else first/last k frames kept clean."""
+    m = np.ones((B, T), dtype=bool)
+    for b in range(B):
+        r = rng.random()
+        if r < 0.7:
+            continue
+        if r < 0.82:
+            m[b, :1] = False
+        elif r < 0.92:
+            m[b, :rng.integers(2, 9)] = False
+        else:
+            m[b, T - rng.integers(1, 9):] = False
+    return torch.from_numpy(m)
+
+
+def stage_dit(args):
+    torch.manual_seed(args.seed + 2)
+    rng = np.random.default_rng(args.seed + 2)
+    lat = torch.from_numpy(np.load(os.path.join(args.work, "latents.npy")))
+    with open(os.path.join(args.work, "captions.json")) as f:
+        caps = json.load(f)
+    tok = Tokenizer(os.path.join(args.work, "spiece.model"), MAX_LEN)
+    ids, masks = tok(caps)
+    lmax = int(masks.sum(1).max())
+    ids, masks = ids[:, :lmax], masks[:, :lmax]  # T5 real-token outputs do not depend on padding
+    t5 = T5Encoder(t5_config(args))
+    dit = STDiT2(DIT_CFG)
+    log("dit params %.2fM, t5 params %.2fM, caption tokens <= %d" % (
+        sum(p.numel() for p in dit.parameters()) / 1e6, sum(p.numel() for p in t5.parameters()) / 1e6, lmax))
+    params = list(dit.parameters()) + list(t5.parameters())
+    params = [p for p in params if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.dit_lr, weight_decay=0.0, betas=(0.9, 0.99))
+    ema_dit, ema_t5 = copy.deepcopy(dit), copy.deepcopy(t5)
+    for p in list(ema_dit.parameters()) + list(ema_t5.parameters()):
+        p.requires_grad_(False)
+    dif = Diffusion(1000)
+    n = lat.shape[0]
+    B = args.dit_batch
+    t_end = time.time() + args.dit_minutes * 60
+    step, run = 0, None
+    while time.time() < t_end and step < args.dit_max_steps:
+        idx = torch.from_numpy(rng.choice(n, B, replace=False))
+        x0 = lat[idx]
+        ym = masks[idx]
+        y = t5(ids[idx], ym)
+        t = torch.from_numpy(rng.integers(0, 1000, B))
+        noise = torch.randn_like(x0)
+        xt = dif.q_sample(x0, t, noise)
+        xm = frame_mask(rng, B, x0.shape[2])
+        use_mask = bool((~xm).any())
+        if use_mask:
+            xt = torch.where(xm[:, None, :, None, None], xt, x0)
+        drop = torch.from_numpy(rng.random(B) < 0.1)
+        h, w, nf, ar, fps = random_cond(rng, B, True)
+        out = dit(xt, t.float(), y, ym, h, w, nf, ar, fps, x_mask=xm if use_mask else None, force_drop=drop)
+        C = x0.shape[1]
+        lw = xm[:, None, :, None, None].float().expand_as(x0)
+        mse = (((out[:, :C] - noise) ** 2) * lw).sum() / lw.sum()
+        frozen = torch.cat([out[:, :C].detach(), out[:, C:]], 1)
+        vb = (dif.vb_term(frozen, x0, xt, t) * lw).sum() / lw.sum()
+        loss = mse + vb
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        lr = args.dit_lr * min(1.0, (step + 1) / 200)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        opt.step()
+        step += 1
+        decay = min(args.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for m_e, m in ((ema_dit, dit), (ema_t5, t5)):
+                for pe, p in zip(m_e.parameters(), m.parameters()):
+                    pe.mul_(decay).add_(p.detach(), alpha=1 - decay)
+        run = loss.item() if run is None else 0.98 * run + 0.02 * loss.item()
+        if step % 25 == 0:
+            log("dit step %d loss %.4f (mse %.4f vb %.4f) run %.4f" % (step, loss.item(), mse.item(), vb.item(), run))
+        if step % 500 == 0:
+            torch.save({"dit": ema_dit.state_dict(), "t5": ema_t5.state_dict(), "step": step},
+                       os.path.join(args.work, "dit.pt"))
+    torch.save({"dit": ema_dit.state_dict(), "t5": ema_t5.state_dict(), "step": step},
+               os.path.join(args.work, "dit.pt"))
+    log("dit: %d steps (batch %d)" % (step, B))
+
+
+# ------------------------------------------------------------------------------------------ export
+def write_json(path, obj):
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+
+
+def stage_export(args):
+    out = args.out
+    ck = torch.load(os.path.join(args.work, "dit.pt"))
+    sf = json.load(open(os.path.join(args.work, "scaling_factor.json")))["scaling_factor"]
+    # text encoder
+    d = os.path.join(out, "text_encoder")
+    os.makedirs(d, exist_ok=True)
+    tcfg = t5_config(args)
+    hf = {"architectures": ["T5EncoderModel"], "model_type": "t5", **tcfg,
+          "num_decoder_layers": tcfg["num_layers"], "dense_act_fn": "gelu_new", "is_gated_act": True,
+          "dropout_rate": 0.0, "pad_token_id": 0, "eos_token_id": 1, "decoder_start_token_id": 0,
+          "tie_word_embeddings": False, "torch_dtype": "float32"}
+    write_json(os.path.join(d, "config.json"), hf)
+    save_safetensors(os.path.join(d, "model.safetensors"), ck["t5"])
+    shutil.copy(os.path.join(args.work, "spiece.model"), os.path.join(d, "spiece.model"))
+    write_json(os.path.join(d, "tokenizer_config.json"),
+               {"tokenizer_class": "T5Tokenizer", "model_max_length": MAX_LEN, "eos_token": "</s>",
+                "pad_token": "<pad>", "unk_token": "<unk>", "extra_ids": 0, "legacy": True})
+    # vae
+    d = os.path.join(out, "vae")
+    os.makedirs(d, exist_ok=True)
+    vcfg = dict(VAE_CFG)
+    vcfg["scaling_factor"] = sf
+    write_json(os.path.join(d, "config.json"), {"_class_name": "AutoencoderKL", **vcfg})
+    save_safetensors(os.path.join(d, "diffusion_pytorch_model.safetensors"),
+                     torch.load(os.path.join(args.work, "vae.pt")))
+    # transformer
+    d = os.path.join(out, "transformer")
+    os.makedirs(d, exist_ok=True)
+    write_json(os.path.join(d, "config.json"),
+               {"architectures": ["STDiT2"], "model_type": "stdit2", **DIT_CFG, "class_dropout_prob": 0.1,
+                "drop_path": 0.0, "input_size": [16, 8, 8], "enable_flash_attn": False,
+                "enable_layernorm_kernel": False, "torch_dtype": "float32"})
+    sd = dict(ck["dit"])
+    save_safetensors(os.path.join(d, "model.safetensors"), sd)
+    log("export: wrote", out, "(dit trained %d steps)" % ck["step"])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap.add_argument("--work", default="/tmp/kinora-demo-work")
+    ap.add_argument("--out", default=os.path.join(here, "..", "..", "data", "models", "kinora-demo"))
+    ap.add_argument("--stages", default="spm,data,vae,lat,dit,export")
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--vocab", type=int, default=256)
+    ap.add_argument("--clips", type=int, default=3000)
+    ap.add_argument("--vae-minutes", type=float, default=8.0)
+    ap.add_argument("--vae-max-steps", type=int, default=10 ** 9)
+    ap.add_argument("--vae-batch", type=int, default=24)
+    ap.add_argument("--vae-lr", type=float, default=1e-3)
+    ap.add_argument("--vae-kl", type=float, default=1e-3)
+    ap.add_argument("--dit-minutes", type=float, default=25.0)
+    ap.add_argument("--dit-max-steps", type=int, default=10 ** 9)
+    ap.add_argument("--dit-batch", type=int, default=16)
+    ap.add_argument("--dit-lr", type=float, default=5e-4)
+    ap.add_argument("--ema", type=float, default=0.995)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    os.makedirs(args.work, exist_ok=True)
+    for s in args.stages.split(","):
+        t = time.time()
+        globals()["stage_" + s](args)
+        log("stage %s took %.1f s" % (s, time.time() - t))
+
+
+if __name__ == "__main__":
+    main()
