@@ -143,7 +143,8 @@ encode_with_gst (const guint8 *rgb, int frames, int height, int width, int fps, 
                  const char *muxer, const char *location, gboolean multifile, const KinRequest *req,
                  GCancellable *cancellable, GError **error)
 {
-  const char *needed[] = { "appsrc", "videoconvert", encoder, muxer ? muxer : "multifilesink", NULL };
+  g_autofree char *enc_name = g_strndup (encoder, strcspn (encoder, " !"));
+  const char *needed[] = { "appsrc", "videoconvert", enc_name, muxer ? muxer : "multifilesink", NULL };
   if (!gst_ready (error) || !have_elements (needed, error))
     return FALSE;
   g_autofree char *loc = g_strescape (location, NULL);
@@ -154,7 +155,7 @@ encode_with_gst (const guint8 *rgb, int frames, int height, int width, int fps, 
                        encoder, muxer, loc);
   g_autoptr (GError) perr = NULL;
   g_autoptr (GstElement) pipe = gst_parse_launch (desc, &perr);
-  if (pipe == NULL) {
+  if (pipe == NULL || perr != NULL) {
     g_set_error (error, KIN_ENGINE_ERROR, KIN_ENGINE_ERROR_UNSUPPORTED, "cannot build the export pipeline: %s",
                  perr->message);
     return FALSE;
@@ -350,7 +351,7 @@ kin_export_frames (const guint8 *rgb, int frames, int height, int width, int fps
     ok = write_gif (rgb, frames, height, width, fps, request, tmp, cancellable, error);
     break;
   case KIN_EXPORT_WEBM:
-    ok = encode_with_gst (rgb, frames, height, width, fps, "vp9enc deadline=1 cpu-used=8 end-usage=q cq-level=20",
+    ok = encode_with_gst (rgb, frames, height, width, fps, "vp9enc deadline=1 cpu-used=8 end-usage=cq cq-level=16 target-bitrate=4000000",
                           "webmmux", tmp, FALSE, request, cancellable, error);
     break;
   case KIN_EXPORT_MP4:
@@ -414,10 +415,18 @@ kin_import_frames (const char *path, int *frames, int *height, int *width, int *
   gst_element_set_state (pipe, GST_STATE_PLAYING);
   GByteArray *out = g_byte_array_new ();
   int n = 0, w = 0, h = 0, rate = 8;
+  g_autoptr (GstBus) bus = gst_element_get_bus (pipe);
+  g_autoptr (GstMessage) msg = NULL;
+  gint64 deadline = g_get_monotonic_time () + 120 * G_USEC_PER_SEC;
   for (;;) {
-    g_autoptr (GstSample) s = gst_app_sink_try_pull_sample (GST_APP_SINK (sink), 30 * GST_SECOND);
-    if (s == NULL)
-      break;
+    g_autoptr (GstSample) s = gst_app_sink_try_pull_sample (GST_APP_SINK (sink), GST_SECOND / 10);
+    if (s == NULL) {
+      if (gst_app_sink_is_eos (GST_APP_SINK (sink)) || g_get_monotonic_time () > deadline)
+        break;
+      if ((msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR)) != NULL)
+        break;
+      continue;
+    }
     GstVideoInfo info;
     if (!gst_video_info_from_caps (&info, gst_sample_get_caps (s)))
       break;
@@ -434,8 +443,8 @@ kin_import_frames (const char *path, int *frames, int *height, int *width, int *
     gst_buffer_unmap (buf, &map);
     n++;
   }
-  g_autoptr (GstBus) bus = gst_element_get_bus (pipe);
-  g_autoptr (GstMessage) msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
+  if (msg == NULL)
+    msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
   gst_element_set_state (pipe, GST_STATE_NULL);
   if (n == 0) {
     g_byte_array_unref (out);

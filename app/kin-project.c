@@ -736,7 +736,9 @@ new_clip_id (KinProject *self)
   for (;;) {
     char *id = g_strdup_printf ("clip-%s-%04x", stamp, g_random_int_range (0, 0x10000));
     g_autofree char *dir = g_build_filename (self->path, "clips", id, NULL);
-    if (!g_file_test (dir, G_FILE_TEST_EXISTS) && kin_project_find_clip (self, id) == NULL)
+    g_autofree char *part = g_strconcat (dir, ".partial", NULL);
+    /* Only the disk is consulted: this may run off the main thread. */
+    if (!g_file_test (dir, G_FILE_TEST_EXISTS) && !g_file_test (part, G_FILE_TEST_EXISTS))
       return id;
     g_free (id);
   }
@@ -845,9 +847,10 @@ write_clip_files (KinProjectClip *c, const KinClip *clip, const char *part,
       !write_frames (clip, part, error))
     return FALSE;
   if (video_writer != NULL) {
-    c->video = video_writer (clip, part, user_data, error);
-    if (c->video == NULL)
-      return FALSE;
+    g_autoptr (GError) local = NULL;
+    c->video = video_writer (clip, part, user_data, &local);
+    if (c->video == NULL) /* the PNG frames still hold the clip; players fall back to them */
+      g_message ("No video file for clip %s: %s", c->id, local ? local->message : "?");
   }
   g_autofree char *clip_path = g_build_filename (part, CLIP_FILE, NULL);
   g_autoptr (JsonNode) meta = clip_to_json (c);
@@ -855,8 +858,8 @@ write_clip_files (KinProjectClip *c, const KinClip *clip, const char *part,
 }
 
 KinProjectClip *
-kin_project_add_clip (KinProject *self, const KinClip *clip, KinClipVideoWriter video_writer,
-                      gpointer user_data, GError **error)
+kin_project_write_clip (KinProject *self, const KinClip *clip, KinClipVideoWriter video_writer,
+                        gpointer user_data, GError **error)
 {
   g_return_val_if_fail (clip != NULL && clip->rgb != NULL && clip->frames > 0, NULL);
   g_autoptr (KinProjectClip) c = clip_from_kin_clip (self, clip, new_clip_id (self));
@@ -876,11 +879,27 @@ kin_project_add_clip (KinProject *self, const KinClip *clip, KinClipVideoWriter 
     remove_tree (part);
     return NULL;
   }
-  g_list_store_append (self->clips, c);
+  return g_steal_pointer (&c);
+}
+
+gboolean
+kin_project_append_clip (KinProject *self, KinProjectClip *clip, GError **error)
+{
+  clip_attach (clip, self);
+  g_list_store_append (self->clips, clip);
   set_dirty (self, TRUE);
-  if (!kin_project_save (self, error))
-    return NULL; /* the clip stays in the timeline and on disk; saving can be retried */
-  return c;      /* owned by the store */
+  /* On failure the clip stays in the timeline and on disk; saving can be retried. */
+  return kin_project_save (self, error);
+}
+
+KinProjectClip *
+kin_project_add_clip (KinProject *self, const KinClip *clip, KinClipVideoWriter video_writer,
+                      gpointer user_data, GError **error)
+{
+  g_autoptr (KinProjectClip) c = kin_project_write_clip (self, clip, video_writer, user_data, error);
+  if (c == NULL || !kin_project_append_clip (self, c, error))
+    return NULL;
+  return c; /* owned by the store */
 }
 
 int

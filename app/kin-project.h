@@ -99,6 +99,14 @@ typedef char *(*KinClipVideoWriter) (const KinClip *clip, const char *dir, gpoin
 KinProjectClip *kin_project_add_clip (KinProject *self, const KinClip *clip,
                                       KinClipVideoWriter video_writer, gpointer user_data,
                                       GError **error);
+/* The two halves of kin_project_add_clip, for callers that write off the main thread:
+ * _write_clip only writes files (any thread; a failing video writer is not fatal, the PNG frames
+ * stay) and returns a new clip that is not in the timeline yet; _append_clip (the thread that
+ * owns the project) adds it and saves. */
+KinProjectClip *kin_project_write_clip (KinProject *self, const KinClip *clip,
+                                        KinClipVideoWriter video_writer, gpointer user_data,
+                                        GError **error);
+gboolean        kin_project_append_clip (KinProject *self, KinProjectClip *clip, GError **error);
 /* Takes a clip out of the timeline (files stay until kin_project_purge_clip) and returns the
  * position it had, for undo; -1 when it is not in the project. */
 int         kin_project_remove_clip (KinProject *self, KinProjectClip *clip, GError **error);

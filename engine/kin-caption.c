@@ -85,7 +85,7 @@ compile_steps (void)
     return;
   for (guint i = 0; i < RE_COUNT; i++) {
     g_autoptr (GError) error = NULL;
-    compiled[i] = g_regex_new (steps[i].pattern, G_REGEX_OPTIMIZE, 0, &error);
+    compiled[i] = g_regex_new (steps[i].pattern, 0, 0, &error);
     if (compiled[i] == NULL)  /* a bug in the table above, not a run-time condition */
       g_error ("kin-caption: regex %u does not compile: %s", i, error->message);
   }

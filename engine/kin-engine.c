@@ -10,16 +10,35 @@
 #include "kin-error.h"
 #include <string.h>
 
-struct _KinEngine {
-  GObject parent_instance;
-  GThread *thread;
-  GAsyncQueue *jobs;        /* Job*; a NULL-kind job stops the thread */
+/* What the thread uses lives in a refcounted state of its own, so the KinEngine may be finalised
+ * on any thread — even on the engine thread, when a finished GTask drops the last reference. */
+typedef struct {
+  gint ref;
+  GAsyncQueue *jobs;        /* Job*; a JOB_STOP job ends the thread */
   GMutex lock;              /* guards paths/mode/dirty */
   KinModelPaths paths;
   KinMemoryMode mode;
   gboolean dirty;
   KinPipeline *pipeline;    /* engine thread only */
+} EngineState;
+
+struct _KinEngine {
+  GObject parent_instance;
+  GThread *thread;
+  EngineState *st;
 };
+
+static void
+state_unref (EngineState *st)
+{
+  if (!g_atomic_int_dec_and_test (&st->ref))
+    return;
+  g_async_queue_unref (st->jobs);
+  kin_model_paths_clear (&st->paths);
+  g_clear_pointer (&st->pipeline, kin_pipeline_free);
+  g_mutex_clear (&st->lock);
+  g_free (st);
+}
 
 G_DEFINE_FINAL_TYPE (KinEngine, kin_engine, G_TYPE_OBJECT)
 
@@ -65,7 +84,7 @@ job_free (Job *job)
 }
 
 static gboolean
-ensure_pipeline (KinEngine *self, GError **error)
+ensure_pipeline (EngineState *self, GError **error)
 {
   g_mutex_lock (&self->lock);
   gboolean dirty = self->dirty;
@@ -138,7 +157,7 @@ on_pipeline_progress (const char *stage, int step, int total, const guint8 *prev
 }
 
 static void
-run_job (KinEngine *self, Job *job)
+run_job (EngineState *self, Job *job)
 {
   g_autoptr (GError) error = NULL;
   GCancellable *cancellable = g_task_get_cancellable (job->task);
@@ -166,7 +185,7 @@ run_job (KinEngine *self, Job *job)
 static gpointer
 engine_thread (gpointer data)
 {
-  KinEngine *self = data;
+  EngineState *self = data;
   for (;;) {
     Job *job = g_async_queue_pop (self->jobs);
     if (job->kind == JOB_STOP) {
@@ -177,6 +196,7 @@ engine_thread (gpointer data)
     job_free (job);
   }
   g_clear_pointer (&self->pipeline, kin_pipeline_free);
+  state_unref (self);
   return NULL;
 }
 
@@ -186,11 +206,12 @@ kin_engine_finalize (GObject *object)
   KinEngine *self = KIN_ENGINE (object);
   Job *stop = g_new0 (Job, 1);
   stop->kind = JOB_STOP;
-  g_async_queue_push (self->jobs, stop);
-  g_thread_join (self->thread);
-  g_async_queue_unref (self->jobs);
-  kin_model_paths_clear (&self->paths);
-  g_mutex_clear (&self->lock);
+  g_async_queue_push (self->st->jobs, stop);
+  if (g_thread_self () == self->thread)
+    g_thread_unref (self->thread); /* finalised by the engine thread itself: it ends on its own */
+  else
+    g_thread_join (self->thread);
+  state_unref (self->st);
   G_OBJECT_CLASS (kin_engine_parent_class)->finalize (object);
 }
 
@@ -203,10 +224,13 @@ kin_engine_class_init (KinEngineClass *klass)
 static void
 kin_engine_init (KinEngine *self)
 {
-  g_mutex_init (&self->lock);
-  self->jobs = g_async_queue_new ();
-  self->dirty = TRUE;
-  self->thread = g_thread_new ("kinora-engine", engine_thread, self);
+  EngineState *st = g_new0 (EngineState, 1);
+  st->ref = 2; /* the engine and its thread */
+  g_mutex_init (&st->lock);
+  st->jobs = g_async_queue_new ();
+  st->dirty = TRUE;
+  self->st = st;
+  self->thread = g_thread_new ("kinora-engine", engine_thread, st);
 }
 
 KinEngine *
@@ -219,16 +243,17 @@ void
 kin_engine_set_models (KinEngine *self, const KinModelPaths *paths, KinMemoryMode mode)
 {
   g_return_if_fail (KIN_IS_ENGINE (self));
-  g_mutex_lock (&self->lock);
-  kin_model_paths_clear (&self->paths);
+  EngineState *st = self->st;
+  g_mutex_lock (&st->lock);
+  kin_model_paths_clear (&st->paths);
   if (paths) {
-    self->paths.transformer = g_strdup (paths->transformer);
-    self->paths.text_encoder = g_strdup (paths->text_encoder);
-    self->paths.vae = g_strdup (paths->vae);
+    st->paths.transformer = g_strdup (paths->transformer);
+    st->paths.text_encoder = g_strdup (paths->text_encoder);
+    st->paths.vae = g_strdup (paths->vae);
   }
-  self->mode = mode;
-  self->dirty = TRUE;
-  g_mutex_unlock (&self->lock);
+  st->mode = mode;
+  st->dirty = TRUE;
+  g_mutex_unlock (&st->lock);
 }
 
 static Job *
@@ -265,7 +290,7 @@ kin_engine_generate_async (KinEngine *self, const KinRequest *req, KinEngineProg
   job->progress = progress;
   job->progress_data = progress_data;
   job->progress_destroy = progress_destroy;
-  g_async_queue_push (self->jobs, job);
+  g_async_queue_push (self->st->jobs, job);
 }
 
 KinClip *
@@ -280,7 +305,7 @@ kin_engine_describe_async (KinEngine *self, GCancellable *cancellable, GAsyncRea
                            gpointer user_data)
 {
   Job *job = job_new (self, JOB_DESCRIBE, cancellable, callback, user_data, kin_engine_describe_async);
-  g_async_queue_push (self->jobs, job);
+  g_async_queue_push (self->st->jobs, job);
 }
 
 char *

@@ -616,7 +616,7 @@ load_replace (KinHfNormalizer *nm, JsonObject *o, GError **error)
     return TRUE;
   }
   GError *local = NULL;
-  nm->regex = g_regex_new (re, G_REGEX_OPTIMIZE, 0, &local);
+  nm->regex = g_regex_new (re, 0, 0, &local);
   if (nm->regex == NULL) {
     g_set_error (error, KIN_ENGINE_ERROR, KIN_ENGINE_ERROR_UNSUPPORTED,
                  "tokenizer.json: Replace regex \"%s\": %s", re, local->message);

@@ -589,11 +589,11 @@ static double
 piece_score (const KinTokenizer *tok, int id, gsize length)
 {
   const KinPiece *p = &tok->pieces[id];
-  if (tok->hf_scores)
-    return p->score64;
-  if (p->type == KIN_PIECE_USER_DEFINED)  /* always preferred: length · max − 0.1 */
+  /* SentencePiece's user-defined pieces are always preferred: length · max − 0.1.  (HF turns
+   * them into added tokens; tokenizer.json pieces are never USER_DEFINED here.) */
+  if (p->type == KIN_PIECE_USER_DEFINED)
     return (double) ((float) length * tok->max_score) - 0.1;
-  return p->score;
+  return tok->hf_scores ? p->score64 : p->score;
 }
 
 /* Scans the pieces starting at @start; returns whether one of them is exactly one character. */
@@ -608,7 +608,7 @@ viterbi_from (const KinTokenizer *tok, const char *s, gsize n, gsize start, gsiz
     int id;
     if (!prefix_cursor_step (&c, (guint8) s[pos], &id))
       break;
-    if (id < 0 || (!tok->hf_scores && tok->pieces[id].type == KIN_PIECE_UNUSED))
+    if (id < 0 || tok->pieces[id].type == KIN_PIECE_UNUSED)  /* matched, never used */
       continue;
     gsize length = pos + 1 - start;
     offer (tok, best, start, pos + 1, id, piece_score (tok, id, length));

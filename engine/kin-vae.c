@@ -1373,18 +1373,110 @@ ramp_weight (int p, int len, int lo, int hi)
   return wgt;
 }
 
-/* Copies latent window [y0, y0+th) × [x0, x0+tw) of z [N, L, h, w] into a new tensor. */
+/* Copies window [y0, y0+th) × [x0, x0+tw) of x [N, C, h, w] into a new tensor. */
 static KinTensor *
-crop_latent (Run *r, const KinTensor *z, int y0, int x0, int th, int tw)
+crop_window (Run *r, const KinTensor *x, int y0, int x0, int th, int tw)
 {
-  int64_t N = z->shape[0], L = z->shape[1], h = z->shape[2], w = z->shape[3];
-  KinTensor *t = run_nchw (r, N, L, th, tw);
+  int64_t N = x->shape[0], C = x->shape[1], h = x->shape[2], w = x->shape[3];
+  KinTensor *t = run_nchw (r, N, C, th, tw);
   if (t == NULL)
     return NULL;
-  for (int64_t p = 0; p < N * L; p++)
+  for (int64_t p = 0; p < N * C; p++)
     for (int y = 0; y < th; y++)
-      r->be->copy (r->be, t, (p * th + y) * tw, z, (p * h + y0 + y) * w + x0, tw);
+      r->be->copy (r->be, t, (p * th + y) * tw, x, (p * h + y0 + y) * w + x0, tw);
   return t;
+}
+
+/* How many decoder stages run in one pass before tiling, given a budget for the largest
+ * activation between stages: −1 none (tile the latents), 0 the trunk (conv_in + mid block, with
+ * its global attention), k > 0 the trunk and up blocks 0 … k−1. */
+static int
+untiled_stages (const KinVaeConfig *cfg, int64_t n, int h, int w, int budget_mib)
+{
+  if (budget_mib < 0)
+    return -1;
+  double limit = (budget_mib > 0 ? budget_mib : 512) * 1048576.0 / 4;   /* ~4 live activations */
+  const int *boc = cfg->block_out_channels;
+  int nb = cfg->n_blocks, k = 0;
+  if ((double) n * boc[nb - 1] * h * w * 4 > limit)
+    return -1;
+  for (int i = 0; i < nb - 1; i++) {      /* up block i ends at boc[nb−1−i] channels, ×2^(i+1) */
+    double act = (double) n * boc[nb - 1 - i] * h * w * 4 * (double) (1 << (2 * (i + 1)));
+    if (act > limit)
+      break;
+    k = i + 1;
+  }
+  return k;
+}
+
+/* Decodes one window (latent units) of @src, which is the latents (@k < 0) or the activation
+ * after @k untiled stages at 2^k times the latent resolution. */
+static KinTensor *
+decode_window (KinVae *vae, const KinTensor *src, int k, int y0, int x0, int th, int tw,
+               GError **error)
+{
+  int s = k > 0 ? 1 << k : 1;
+  Run r = { vae, vae->be, NULL };
+  KinTensor *t = crop_window (&r, src, y0 * s, x0 * s, th * s, tw * s);
+  if (k < 0) {
+    if (!run_finish (&r, &t, error))
+      return NULL;
+    KinTensor *dec = kin_vae_decode_frames (vae, t, error);
+    kin_tensor_free (t);
+    return dec;
+  }
+  t = decoder_tail (&r, k, t);
+  return run_finish (&r, &t, error) ? t : NULL;
+}
+
+typedef struct {
+  float *acc, *wsum;        /* Σ weight·tile [N, C, H, W], Σ weight [H, W] */
+  int64_t nc, H, W;
+} Blend;
+
+static void
+blend_add (Blend *bl, const float *tile, int64_t oy, int64_t ox, const float *wy, int64_t th,
+           const float *wx, int64_t tw)
+{
+  for (int64_t p = 0; p < bl->nc; p++)
+    for (int64_t y = 0; y < th; y++)
+      for (int64_t x = 0; x < tw; x++)
+        bl->acc[(p * bl->H + oy + y) * bl->W + ox + x] += wy[y] * wx[x] * tile[(p * th + y) * tw + x];
+  for (int64_t y = 0; y < th; y++)
+    for (int64_t x = 0; x < tw; x++)
+      bl->wsum[(oy + y) * bl->W + ox + x] += wy[y] * wx[x];
+}
+
+/* Ramp weights along one axis for tile @a of @n starting at @starts (latent units). */
+static void
+axis_weights (const int *starts, int n, int a, int len, int f, float *wgt)
+{
+  int lo = a > 0 ? (starts[a - 1] + len - starts[a]) * f : 0;
+  int hi = a < n - 1 ? (starts[a] + len - starts[a + 1]) * f : 0;
+  for (int p = 0; p < len * f; p++)
+    wgt[p] = ramp_weight (p, len * f, lo, hi);
+}
+
+static gboolean
+decode_tiles (KinVae *vae, const KinTensor *src, int k, const int *ys, int ny, const int *xs,
+              int nx, int th, int tw, Blend *bl, GError **error)
+{
+  int f = kin_vae_config_factor (&vae->cfg);
+  g_autofree float *wy = g_new (float, th * f);
+  g_autofree float *wx = g_new (float, tw * f);
+  for (int a = 0; a < ny; a++) {
+    axis_weights (ys, ny, a, th, f, wy);
+    for (int b = 0; b < nx; b++) {
+      axis_weights (xs, nx, b, tw, f, wx);
+      g_autoptr (KinTensor) dec = decode_window (vae, src, k, ys[a], xs[b], th, tw, error);
+      if (dec == NULL)
+        return FALSE;                                                 /* [N, C, th·f, tw·f] */
+      g_autofree float *host = kin_tensor_to_host_f32 (dec);
+      blend_add (bl, host, (int64_t) ys[a] * f, (int64_t) xs[b] * f, wy, (int64_t) th * f, wx,
+                 (int64_t) tw * f);
+    }
+  }
+  return TRUE;
 }
 
 KinTensor *
@@ -1392,7 +1484,7 @@ kin_vae_decode_frames_tiled (KinVae *vae, const KinTensor *z, const KinVaeTiling
                              GError **error)
 {
   const KinVaeConfig *cfg = &vae->cfg;
-  if (!check_input (vae, z, cfg->latent_channels, 1, "latents", error))
+  if (!check_decoder_input (vae, z, error))
     return NULL;
   int tile = tiling && tiling->tile > 0 ? tiling->tile : 32;
   int overlap = tiling && tiling->overlap > 0 ? tiling->overlap : tile / 4;
@@ -1403,7 +1495,6 @@ kin_vae_decode_frames_tiled (KinVae *vae, const KinTensor *z, const KinVaeTiling
   int64_t N = z->shape[0], C = cfg->out_channels, H = (int64_t) h * f, W = (int64_t) w * f;
   g_autofree int *ys = NULL, *xs = NULL;
   int ny = tile_starts (h, tile, overlap, &ys), nx = tile_starts (w, tile, overlap, &xs);
-  int th = MIN (tile, h), tw = MIN (tile, w);
   g_autofree float *acc = g_try_new0 (float, (gsize) (N * C * H * W));
   g_autofree float *wsum = g_try_new0 (float, (gsize) (H * W));
   if (acc == NULL || wsum == NULL) {
@@ -1413,39 +1504,19 @@ kin_vae_decode_frames_tiled (KinVae *vae, const KinTensor *z, const KinVaeTiling
   }
   KinVaeTapFunc tap = vae->tap;
   vae->tap = NULL;          /* intermediates of single tiles mean nothing to a caller */
-  gboolean ok = TRUE;
-  g_autofree float *wy = g_new (float, th * f), *wx = g_new (float, tw * f);
-  for (int a = 0; a < ny && ok; a++) {
-    int lo = a > 0 ? (ys[a - 1] + th - ys[a]) * f : 0, hi = a < ny - 1 ? (ys[a] + th - ys[a + 1]) * f : 0;
-    for (int p = 0; p < th * f; p++)
-      wy[p] = ramp_weight (p, th * f, lo, hi);
-    for (int b = 0; b < nx && ok; b++) {
-      int lx = b > 0 ? (xs[b - 1] + tw - xs[b]) * f : 0, hx = b < nx - 1 ? (xs[b] + tw - xs[b + 1]) * f : 0;
-      for (int p = 0; p < tw * f; p++)
-        wx[p] = ramp_weight (p, tw * f, lx, hx);
-      Run r = { vae, vae->be, NULL };
-      KinTensor *zt = crop_latent (&r, z, ys[a], xs[b], th, tw);
-      if (!run_finish (&r, &zt, error)) {
-        ok = FALSE;
-        break;
-      }
-      g_autoptr (KinTensor) dec = kin_vae_decode_frames (vae, zt, error);   /* [N, C, th·f, tw·f] */
-      kin_tensor_free (zt);
-      if (dec == NULL) {
-        ok = FALSE;
-        break;
-      }
-      g_autofree float *host = kin_tensor_to_host_f32 (dec);
-      int64_t TH = (int64_t) th * f, TW = (int64_t) tw * f, oy = (int64_t) ys[a] * f, ox = (int64_t) xs[b] * f;
-      for (int64_t p = 0; p < N * C; p++)
-        for (int64_t y = 0; y < TH; y++)
-          for (int64_t x = 0; x < TW; x++)
-            acc[(p * H + oy + y) * W + ox + x] += wy[y] * wx[x] * host[(p * TH + y) * TW + x];
-      for (int64_t y = 0; y < TH; y++)
-        for (int64_t x = 0; x < TW; x++)
-          wsum[(oy + y) * W + ox + x] += wy[y] * wx[x];
-    }
+  int k = untiled_stages (cfg, N, h, w, tiling ? tiling->trunk_mib : 0);
+  g_autoptr (KinTensor) trunk = NULL;
+  if (k >= 0) {             /* the low-resolution stages in one pass: exact global attention */
+    Run r = { vae, vae->be, NULL };
+    trunk = decoder_trunk (&r, z);
+    for (int i = 0; i < k; i++)
+      trunk = decoder_up_block (&r, i, trunk);
+    if (!run_finish (&r, &trunk, error))
+      k = -2;
   }
+  Blend bl = { acc, wsum, N * C, H, W };
+  gboolean ok = k > -2 && decode_tiles (vae, k >= 0 ? trunk : z, k, ys, ny, xs, nx, MIN (tile, h),
+                                        MIN (tile, w), &bl, error);
   vae->tap = tap;
   if (!ok)
     return NULL;

@@ -110,12 +110,16 @@ KinTensor *kin_vae_decode_frames (KinVae *vae, const KinTensor *z, GError **erro
 typedef struct {
   int tile;        /* tile edge in latent pixels (0 = 32, i.e. 256 px for SD) */
   int overlap;     /* overlap between neighbouring tiles in latent pixels (0 = tile/4) */
+  int trunk_mib;   /* budget for the untiled low-resolution stages (0 = 512 MiB, < 0 = none) */
 } KinVaeTiling;
 
-/* Decodes overlapping latent tiles one after the other and blends them with linear ramps over
- * the overlaps (weights normalised per pixel), so the activation memory depends on the tile size
- * only.  GroupNorm statistics and the mid-block attention become per tile, so results differ
- * slightly from kin_vae_decode_frames (see tests/test-vae.c for the measured tolerance). */
+/* Decodes in overlapping tiles and blends them with linear ramps over the overlaps (weights
+ * normalised per pixel).  The low-resolution stages (conv_in and the mid block with its global
+ * attention, then up blocks while their output stays within trunk_mib / 4) run in one pass;
+ * the tiles are cut from their output, so the memory depends on the tile size and the budget,
+ * not on the frame size.  GroupNorm statistics of the tiled stages are per tile and tile
+ * borders see zero padding, so results differ from kin_vae_decode_frames; tests/test-vae.c
+ * states the measured tolerance. */
 KinTensor *kin_vae_decode_frames_tiled (KinVae *vae, const KinTensor *z, const KinVaeTiling *tiling,
                                         GError **error);
 

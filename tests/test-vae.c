@@ -693,28 +693,33 @@ test_posterior_rgb (void)
 
 /* ---- tiled decoding ----------------------------------------------------------------------- */
 
-/* Smooth latents (what a VAE encoder produces) plus a little noise: a sum of low-frequency
- * waves per channel. */
-static KinTensor *
-smooth_latents (int64_t n, int64_t L, int64_t h, int64_t w, guint32 seed)
-{
-  g_autofree float *v = g_new (float, n * L * h * w);
-  for (int64_t i = 0; i < n * L; i++) {
-    float a = urand (&seed) * 6.28f, b2 = urand (&seed) * 6.28f, fy = 0.05f + 0.15f * urand (&seed),
-          fx = 0.05f + 0.15f * urand (&seed);
-    for (int64_t y = 0; y < h; y++)
-      for (int64_t x = 0; x < w; x++)
-        v[(i * h + y) * w + x] = g_getenv ("KIN_IID") ? 2 * urand (&seed) - 1 : sinf (fy * y + a) + cosf (fx * x + b2) + 0.1f * (urand (&seed) - 0.5f);
-  }
-  int64_t s[4] = { n, L, h, w };
-  GError *error = NULL;
-  KinTensor *t = kin_tensor_from_host_f32 (kin_backend_cpu (), v, 4, s, &error);
-  g_assert_no_error (error);
-  return t;
-}
+/* Tiled against untiled decoding on a random VAE shaped like SD (factor 8, 8 channels per group
+ * at 64 channels).  A random VAE is far less local than a trained one: dropping one latent row
+ * changes its output 2–4 % (relative to the output's maximum) on the far side of the frame, so
+ * these bounds are loose by nature.  Measured here (max |diff| / max |untiled|, and the mean
+ * |diff| / max |untiled|): untiled trunk + one up block, as SD at 720p with the default budget:
+ * 0.083 and 0.0065; everything tiled: 0.205 and 0.023. */
+#define TILED_MAX_TOL 0.12
+#define TILED_MEAN_TOL 0.01
+#define ALL_TILED_MAX_TOL 0.3
+#define ALL_TILED_MEAN_TOL 0.03
 
-/* The stated tolerance of tiled decoding on this random VAE (max |diff| / max |untiled|). */
-#define TILED_TOLERANCE 0.05
+static void
+tiled_error (const KinTensor *tiled, const KinTensor *full, double *max_rel, double *mean_rel)
+{
+  g_autofree float *a = kin_tensor_to_host_f32 (tiled);
+  g_autofree float *b = kin_tensor_to_host_f32 (full);
+  int64_t n = kin_tensor_numel (full);
+  double ref = 0, mx = 0, sum = 0;
+  for (int64_t i = 0; i < n; i++) {
+    double d = fabs ((double) a[i] - b[i]);
+    ref = MAX (ref, fabs ((double) b[i]));
+    mx = MAX (mx, d);
+    sum += d;
+  }
+  *max_rel = mx / ref;
+  *mean_rel = sum / n / ref;
+}
 
 static void
 test_tiled (void)
@@ -725,35 +730,47 @@ test_tiled (void)
   cfg.block_out_channels[1] = 32;
   cfg.block_out_channels[2] = 64;
   cfg.block_out_channels[3] = 64;
-  cfg.layers_per_block = 1;    /* factor 8 like SD */
+  cfg.layers_per_block = 1;
+  cfg.norm_num_groups = 8;
   g_autoptr (KinWeights) ws = kin_vae_random_weights (&cfg, KIN_VAE_DIALECT_DIFFUSERS, KIN_VAE_DECODER, 23);
   GError *error = NULL;
   g_autoptr (KinVae) vae = kin_vae_new (kin_backend_cpu (), ws, &cfg, KIN_VAE_DECODER, &error);
   g_assert_no_error (error);
-  g_autoptr (KinTensor) z = smooth_latents (1, 4, 20, 28, 29);
-  g_autoptr (KinTensor) full = kin_vae_decode_frames (vae, z, &error);
+  int64_t zs[4] = { 1, 4, 24, 40 };
+  g_autoptr (KinTensor) z = random_tensor (4, zs, 29, -1, 1);
+  g_autoptr (KinTensor) full = kin_vae_decode_frames (vae, z, &error);   /* [1, 3, 192, 320] */
   g_assert_no_error (error);
 
   /* one tile covering everything is the untiled decode exactly */
-  KinVaeTiling big = { .tile = 32 };
+  KinVaeTiling big = { .tile = 40 };
   g_autoptr (KinTensor) one = kin_vae_decode_frames_tiled (vae, z, &big, &error);
   g_assert_no_error (error);
   g_assert_cmpfloat (max_abs_diff (one, full, NULL), ==, 0.0);
 
-  /* 3 × 4 tiles of 10 latents with 4 of overlap (starts 0, 6, 10 and 0, 6, 12, 18) */
-  KinVaeTiling small = { .tile = 10, .overlap = 4 };
+  /* 2 × 4 tiles of 16 latents with 8 of overlap (starts 0, 8 and 0, 8, 16, 24); a 4 MiB budget
+   * runs the trunk and up block 0 in one pass (at 720p, SD's default 512 MiB does the same) */
+  KinVaeTiling small = { .tile = 16, .overlap = 8, .trunk_mib = 4 };
   g_autoptr (KinTensor) tiled = kin_vae_decode_frames_tiled (vae, z, &small, &error);
   g_assert_no_error (error);
   g_assert_true (kin_tensor_same_shape (tiled, full));
-  double ref = 0, diff = max_abs_diff (tiled, full, &ref);
-  g_test_message ("tiled vs untiled: max |diff| %.4g, max |untiled| %.4g, relative %.4g",
-                  diff, ref, diff / ref);
-  if (g_test_verbose ())
-    g_printerr ("tiled vs untiled: max |diff| %.4g, max |untiled| %.4g, relative %.4g\n", diff, ref, diff / ref);
-  g_assert_cmpfloat (diff / ref, <=, TILED_TOLERANCE);
+  double max_rel, mean_rel;
+  tiled_error (tiled, full, &max_rel, &mean_rel);
+  g_test_message ("tiled vs untiled: max rel %.4f, mean rel %.5f", max_rel, mean_rel);
+  g_assert_cmpfloat (max_rel, <=, TILED_MAX_TOL);
+  g_assert_cmpfloat (mean_rel, <=, TILED_MEAN_TOL);
+
+  KinVaeTiling all = { .tile = 16, .overlap = 8, .trunk_mib = -1 };
+  g_autoptr (KinTensor) all_tiled = kin_vae_decode_frames_tiled (vae, z, &all, &error);
+  g_assert_no_error (error);
+  double all_max, all_mean;
+  tiled_error (all_tiled, full, &all_max, &all_mean);
+  g_test_message ("all tiled vs untiled: max rel %.4f, mean rel %.5f", all_max, all_mean);
+  g_assert_cmpfloat (all_max, <=, ALL_TILED_MAX_TOL);
+  g_assert_cmpfloat (all_mean, <=, ALL_TILED_MEAN_TOL);
+  g_assert_cmpfloat (mean_rel, <, all_mean);
 
   /* through the video path: AUTO tiles above the threshold and gives the same result */
-  int64_t vs[5] = { 1, 4, 1, 20, 28 };
+  int64_t vs[5] = { 1, 4, 1, 24, 40 };
   g_autoptr (KinTensor) zv = kin_tensor_view (z, 0, 5, vs);
   g_autoptr (KinTensor) zvs = kin_tensor_new (kin_backend_cpu (), KIN_DTYPE_F32, 5, vs, &error);
   kin_backend_cpu ()->scale (kin_backend_cpu (), zvs, zv, cfg.scaling_factor, 0.0f);
@@ -761,7 +778,7 @@ test_tiled (void)
   g_autoptr (KinTensor) vid = kin_vae_decode_video (vae, zvs, &auto_opts, &error);
   g_assert_no_error (error);
   double rv = 0, dv = max_abs_diff (vid, tiled, &rv);
-  g_assert_cmpfloat (dv / rv, <=, 1e-5);
+  g_assert_cmpfloat (dv / rv, <=, 1e-4);
 }
 
 int

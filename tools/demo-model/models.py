@@ -609,7 +609,7 @@ class STDiT2(nn.Module):
             t0_tmp = self.t_block_temp(t0 + fl)
 
         if force_drop is not None:
-            null = self.y_embedder.y_embedding[None].expand_as(y)
+            null = self.y_embedder.y_embedding[None, : y.shape[1]].expand_as(y)
             y = torch.where(force_drop[:, None, None], null, y)
         yy = self.y_embedder.y_proj(y)
         ym = ymask.bool()

@@ -34,11 +34,11 @@ MAX_LEN = 64
 T5_CFG = dict(d_model=128, d_kv=32, d_ff=256, num_heads=4, num_layers=3,
               relative_attention_num_buckets=32, relative_attention_max_distance=128,
               layer_norm_epsilon=1e-6, feed_forward_proj="gated-gelu", vocab_size=None)
-VAE_CFG = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=[16, 32, 64, 64],
-               layers_per_block=1, norm_num_groups=8, act_fn="silu", sample_size=64,
+VAE_CFG = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=[8, 16, 32, 32],
+               layers_per_block=1, norm_num_groups=4, act_fn="silu", sample_size=64,
                down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
                scaling_factor=None)
-DIT_CFG = dict(depth=4, hidden_size=192, num_heads=4, patch_size=[1, 2, 2], in_channels=4,
+DIT_CFG = dict(depth=3, hidden_size=192, num_heads=4, patch_size=[1, 2, 2], in_channels=4,
                caption_channels=128, model_max_length=MAX_LEN, mlp_ratio=4.0, qk_norm=True,
                input_sq_size=64, pred_sigma=True)
 
@@ -117,6 +117,9 @@ def stage_vae(args):
     while time.time() < t_end and step < args.vae_max_steps:
         idx = np.sort(rng.choice(frames.shape[0], args.vae_batch, replace=False))
         x = to_float(frames[idx])
+        if args.vae_crop < 64:  # fully convolutional: train on 8-aligned random crops (4x cheaper)
+            oy, ox = (int(v) * 8 for v in rng.integers(0, (64 - args.vae_crop) // 8 + 1, 2))
+            x = x[:, :, oy:oy + args.vae_crop, ox:ox + args.vae_crop]
         mean, logvar = vae.encode(x)
         z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
         rec = vae.decode(z)
@@ -128,7 +131,7 @@ def stage_vae(args):
         loss.backward()
         opt.step()
         step += 1
-        if step % 50 == 0:
+        if step % 25 == 0:
             log("vae step %d mse %.5f l1 %.4f kl %.3f" % (step, mse.item(), l1.item(), kl.item()))
     for g in opt.param_groups:
         g["lr"] = args.vae_lr * 0.2
@@ -332,21 +335,23 @@ def main():
     ap.add_argument("--out", default=os.path.join(here, "..", "..", "data", "models", "kinora-demo"))
     ap.add_argument("--stages", default="spm,data,vae,lat,dit,export")
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("THREADS", "1")))
     ap.add_argument("--vocab", type=int, default=256)
     ap.add_argument("--clips", type=int, default=3000)
     ap.add_argument("--vae-minutes", type=float, default=8.0)
     ap.add_argument("--vae-max-steps", type=int, default=10 ** 9)
-    ap.add_argument("--vae-batch", type=int, default=24)
-    ap.add_argument("--vae-lr", type=float, default=1e-3)
+    ap.add_argument("--vae-batch", type=int, default=16)
+    ap.add_argument("--vae-lr", type=float, default=2e-3)
+    ap.add_argument("--vae-crop", type=int, default=32)
     ap.add_argument("--vae-kl", type=float, default=1e-3)
     ap.add_argument("--dit-minutes", type=float, default=25.0)
     ap.add_argument("--dit-max-steps", type=int, default=10 ** 9)
     ap.add_argument("--dit-batch", type=int, default=16)
-    ap.add_argument("--dit-lr", type=float, default=5e-4)
-    ap.add_argument("--ema", type=float, default=0.995)
+    ap.add_argument("--dit-lr", type=float, default=1e-3)
+    ap.add_argument("--ema", type=float, default=0.99)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
     os.makedirs(args.work, exist_ok=True)
     for s in args.stages.split(","):
         t = time.time()
