@@ -161,8 +161,8 @@ kin_bench_ops (int argc, char **argv)
       reps = atoi (argv[++i]);
   }
   KinBackend *be = kin_backend_cpu ();
-  printf ("bench ops — backend %s, %d threads; ratio = op GFLOP/s ÷ raw OpenBLAS sgemm at the same shape, same run\n",
-          be->name, g_get_num_processors ());
+  printf ("bench ops — backend %s, %d threads, OpenBLAS kernel %s; ratio = op GFLOP/s ÷ raw OpenBLAS sgemm at the same shape, same run\n",
+          be->name, g_get_num_processors (), openblas_get_corename ());
   int64_t tok = quick ? 512 : 4096;
   bench_linear_row (be, "linear mlp.fc1 (STDiT-XL)", tok, 1152, 4608, reps);
   bench_linear_row (be, "linear mlp.fc2 (STDiT-XL)", tok, 4608, 1152, reps);

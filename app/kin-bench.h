@@ -15,5 +15,6 @@ double kin_bench_sgemm_gflops (int m, int n, int k, int reps);
 
 int kin_bench_ops (int argc, char **argv);
 int kin_bench_t5 (int argc, char **argv);
+int kin_bench_vae (int argc, char **argv);
 
 G_END_DECLS

@@ -6,6 +6,7 @@
 #include "kin-cli.h"
 #include "kin-error.h"
 #include "kin-weights.h"
+#include <cblas.h>
 #include <gmodule.h>
 #include <stdio.h>
 #include <string.h>
@@ -19,6 +20,7 @@ typedef struct {
 static const Bench benches[] = {
   { "ops", kin_bench_ops, "matmul and attention throughput at STDiT-XL shapes vs raw sgemm" },
   { "t5", kin_bench_t5, "T5-XXL-shaped encoder (bf16 weights, 120 tokens) vs raw sgemm, peak RSS" },
+  { "vae", kin_bench_vae, "SD-VAE-shaped decoder, one 256² frame (--size 720p: tiled) vs raw sgemm, peak RSS" },
 };
 
 /* Looks for kinora-cuda.so (build tree first, then the install dir) and asks it for devices. */
@@ -55,7 +57,11 @@ static int
 cmd_info (int argc, char **argv)
 {
   printf ("Kinora %s — text-to-video with Open-Sora 1.0/1.1, on your machine\n", KIN_VERSION);
-  printf ("cpu:      %u threads, OpenBLAS sgemm, OpenMP\n", g_get_num_processors ());
+  printf ("cpu:      %u threads, OpenBLAS sgemm (kernel %s), OpenMP\n", g_get_num_processors (),
+          openblas_get_corename ());
+  if (g_strcmp0 (openblas_get_corename (), "Prescott") == 0 && g_getenv ("OPENBLAS_CORETYPE") == NULL)
+    printf ("          OpenBLAS did not recognise this CPU and uses its slow generic kernel; if the CPU has\n"
+            "          AVX-512 or AVX2, OPENBLAS_CORETYPE=SkylakeX or Haswell makes the engine about 3× faster\n");
   print_cuda_status ();
   for (int i = 1; i < argc; i++) {
     if (strcmp (argv[i], "--weights") == 0 && i + 1 < argc) {

@@ -389,6 +389,35 @@ cpu_attention (KinBackend *be, KinTensor *out, const KinTensor *q, const KinTens
           memset (op + r * d->out_stride, 0, D * sizeof (float));
         continue;
       }
+      if (lk <= 64 && D <= 256) {
+        /* short sequences (temporal attention: length = frames): direct loops beat the BLAS call
+         * overhead by an order of magnitude */
+        float acc[256];
+        for (int64_t r = 0; r < nr; r++) {
+          const float *qr = qp + r * d->q_stride;
+          float *sr = scores + r * lk;
+          for (int64_t j = 0; j < lk; j++) {
+            const float *kr = kp + j * d->kv_stride;
+            float dot = 0;
+            for (int64_t e = 0; e < D; e++)
+              dot += qr[e] * kr[e];
+            sr[j] = dot * d->scale;
+            if (d->bias)
+              sr[j] += CF (d->bias)[(h * LQ + r0 + r) * LK + j];
+          }
+          softmax_row (sr, sr, lk);
+          for (int64_t e = 0; e < D; e++)
+            acc[e] = 0;
+          for (int64_t j = 0; j < lk; j++) {
+            const float *vr = vp + j * d->kv_stride;
+            float pj = sr[j];
+            for (int64_t e = 0; e < D; e++)
+              acc[e] += pj * vr[e];
+          }
+          memcpy (op + r * d->out_stride, acc, D * sizeof (float));
+        }
+        continue;
+      }
       /* scores[nr, lk] = scale · q · kᵀ (+ bias) */
       cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (blasint) nr, (blasint) lk, (blasint) D,
                    d->scale, qp, (blasint) d->q_stride, kp, (blasint) d->kv_stride, 0.0f, scores,

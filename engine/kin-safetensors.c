@@ -136,10 +136,12 @@ kin_safetensors_parse (KinWeights *ws, const guint8 *data, size_t len, const cha
       return FALSE;
     g_array_append_val (pend, p);
   }
-  g_array_sort (pend, pending_cmp);
+  /* check the tiling on a sorted copy; add in header (file) order */
+  g_autoptr (GArray) sorted = g_array_copy (pend);
+  g_array_sort (sorted, pending_cmp);
   uint64_t pos = 0;
-  for (guint i = 0; i < pend->len; i++) {
-    Pending *p = &g_array_index (pend, Pending, i);
+  for (guint i = 0; i < sorted->len; i++) {
+    Pending *p = &g_array_index (sorted, Pending, i);
     if (p->begin != pos)
       return bad (error, file, p->begin < pos ? "tensor %s overlaps another" : "gap before tensor %s", p->name);
     pos = p->end;
@@ -147,17 +149,11 @@ kin_safetensors_parse (KinWeights *ws, const guint8 *data, size_t len, const cha
   if (pos != buf_len)
     return bad (error, file, pos > buf_len ? "data offsets run past the end of the file%s"
                                            : "trailing bytes after the last tensor%s", NULL);
-  /* Add in header (file) order, as written. */
-  for (GList *l = members; l; l = l->next) {
-    for (guint i = 0; i < pend->len; i++) {
-      Pending *p = &g_array_index (pend, Pending, i);
-      if (p->name != l->data)
-        continue;
-      if (!kin_weights_add_entry (ws, p->name, p->dtype, p->ndim, p->shape, buf + p->begin,
-                                  p->end - p->begin, file, error))
-        return FALSE;
-      break;
-    }
+  for (guint i = 0; i < pend->len; i++) {
+    Pending *p = &g_array_index (pend, Pending, i);
+    if (!kin_weights_add_entry (ws, p->name, p->dtype, p->ndim, p->shape, buf + p->begin,
+                                p->end - p->begin, file, error))
+      return FALSE;
   }
   return TRUE;
 }
@@ -172,11 +168,10 @@ kin_safetensors_load (KinWeights *ws, const char *path, GError **error)
                  local->message);
     return FALSE;
   }
-  if (!kin_safetensors_parse (ws, (const guint8 *) g_mapped_file_get_contents (mf),
-                              g_mapped_file_get_length (mf), path, error))
-    return FALSE;
+  /* kept first: entries added before a later failure (a duplicate name) point into it */
   kin_weights_keep_mapping (ws, mf);
-  return TRUE;
+  return kin_safetensors_parse (ws, (const guint8 *) g_mapped_file_get_contents (mf),
+                                g_mapped_file_get_length (mf), path, error);
 }
 
 /* --- writer --- */

@@ -635,6 +635,13 @@ kin_stdit_load (KinWeights *ws, const KinStditConfig *cfg, KinBackend *be, GErro
 KinStdit *
 kin_stdit_open (const char *path, KinBackend *be, GError **error)
 {
+  return kin_stdit_open_full (path, NULL, be, error);
+}
+
+KinStdit *
+kin_stdit_open_full (const char *path, const KinStditConfig *preset, KinBackend *be,
+                     GError **error)
+{
   g_autoptr (KinWeights) ws = kin_weights_open (path, error);
   if (ws == NULL)
     return NULL;
@@ -642,7 +649,10 @@ kin_stdit_open (const char *path, KinBackend *be, GError **error)
   g_autofree char *json = g_file_test (path, G_FILE_TEST_IS_DIR)
                           ? g_build_filename (path, "config.json", NULL) : NULL;
   KinStditConfig cfg;
-  kin_stdit_config_init (&cfg);
+  if (preset != NULL)
+    cfg = *preset;
+  else
+    kin_stdit_config_init (&cfg);
   gboolean ok = json != NULL && g_file_test (json, G_FILE_TEST_IS_REGULAR)
                 ? kin_stdit_config_from_json (&cfg, json, ws, error)
                 : kin_stdit_config_from_weights (&cfg, ws, error);

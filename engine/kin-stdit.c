@@ -23,6 +23,10 @@
  * 16. Deliberately different: without a caption mask upstream builds no block mask and lets the
  *     queries of one sample attend to the captions of all samples; here every sample attends to
  *     its own L tokens.  Pass the mask to match upstream in every case.
+ * Outside the model, for its callers: 3 (CFG on 3 channels; the null caption masked with the
+ * prompt's mask — pass mask_rows = number of prompts), 9 (fps 24 / 120 is the caller's value),
+ * 10 and 14 (sampler, VAE).  11: every op here is float32, so softmax, norm statistics and the
+ * RMSNorm cast order are exact; 15: v1.0 in fp16 is not emulated.
  * Also different: v1.0 takes T, H, W from the input instead of the fixed input_size (upstream
  * only runs at that size, where both agree), and v1.0 never rounds to fp16 (its configs run fp16;
  * the integer timesteps 0..999 are exact there).  Everything heavy runs through the op table;

@@ -46,7 +46,8 @@ typedef struct {
   gboolean qk_norm;
   /* Reproduce the rounding of upstream's bf16 inference (v1.1 scripts run the model in bf16):
    * timestep and height/width/num_frames/ar/fps rounded to bf16 before embedding (t 999 → 1000),
-   * the 2-D position table's inv_freq and result rounded to bf16, RoPE angles/cos/sin in bf16.
+   * their sinusoid features rounded to bf16, the 2-D position table's inv_freq and result rounded
+   * to bf16 (also rs = sqrt(height·width) from the bf16 values), RoPE angles/cos/sin in bf16.
    * Off by default: the golden cases ran upstream in float32, where none of this happens.  The
    * matmuls themselves stay in the backend's precision either way. */
   gboolean bf16_quirks;
@@ -79,6 +80,10 @@ KinStdit *kin_stdit_load (KinWeights *ws, const KinStditConfig *cfg, KinBackend 
  * or file with a v1.0 .pth, or a bare .safetensors; derives the config (from the folder's
  * config.json when there is one, else from the shapes) and loads it. */
 KinStdit *kin_stdit_open (const char *path, KinBackend *be, GError **error);
+/* The same with @preset (from kin_stdit_config_init, then fields set by the caller): its set
+ * fields override (num_heads of a v1.0 file, …) and its bf16_quirks is used. */
+KinStdit *kin_stdit_open_full (const char *path, const KinStditConfig *preset, KinBackend *be,
+                               GError **error);
 void      kin_stdit_free (KinStdit *m);
 
 const KinStditConfig *kin_stdit_get_config (KinStdit *m);

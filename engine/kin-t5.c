@@ -275,13 +275,36 @@ t5_release_pages (const KinWeightEntry *e)
 #endif
 }
 
+/* Asks the kernel to start reading block @l's matrices from the files while block l−1 runs. */
+static void
+t5_block_prefetch (KinT5 *m, int l)
+{
+#ifdef MADV_WILLNEED
+  long page = sysconf (_SC_PAGESIZE);
+  for (guint i = 0; page > 0 && i < G_N_ELEMENTS (mat_specs); i++) {
+    g_autofree char *name = block_key (l, mat_specs[i].key);
+    const KinWeightEntry *e = kin_weights_lookup (m->ws, name);
+    if (e == NULL || e->nbytes == 0)
+      continue;
+    uintptr_t start = (uintptr_t) e->data & ~(uintptr_t) (page - 1);
+    (void) madvise ((void *) start, (uintptr_t) e->data + e->nbytes - start, MADV_WILLNEED);
+  }
+#endif
+}
+
+static gboolean
+t5_streams_files (KinT5 *m)
+{
+  return m->owns_ws && m->mode == KIN_T5_WEIGHTS_STREAM && t5_is_cpu (m->be);
+}
+
 static void
 t5_block_unload (KinT5 *m, int l)
 {
   KinT5Block *blk = &m->blocks[l];
   if (!blk->loaded)
     return;
-  gboolean release = m->owns_ws && m->mode == KIN_T5_WEIGHTS_STREAM && t5_is_cpu (m->be);
+  gboolean release = t5_streams_files (m);
   for (guint i = 0; i < G_N_ELEMENTS (mat_specs); i++) {
     KinTensor **t = &BLOCK_MAT (blk, i);
     if (release && *t && !(*t)->owns_data) {
@@ -723,6 +746,8 @@ t5_run_blocks (KinT5 *m, T5Work *w, GError **error)
   for (int l = 0; l < m->cfg.num_layers; l++) {
     if (stream && !t5_block_load (m, l, error))
       return FALSE;
+    if (l + 1 < m->cfg.num_layers && t5_streams_files (m))
+      t5_block_prefetch (m, l + 1);
     t5_block_forward (m, &m->blocks[l], w);
     if (stream) {
       m->be->synchronize (m->be);   /* a device may still read the weights */

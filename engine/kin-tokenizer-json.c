@@ -443,7 +443,8 @@ split_added (const KinTokenizer *tok, const char *s, gsize n, gboolean normalize
       continue;
     }
     gsize start = i, stop = i + t->len;
-    while (t->lstrip && start > done && is_white_space (g_utf8_get_char (g_utf8_prev_char (s + start))))
+    while (t->lstrip && start > done &&
+           is_white_space (g_utf8_get_char (g_utf8_prev_char (s + start))))
       start = (gsize) (g_utf8_prev_char (s + start) - s);
     while (t->rstrip && stop < n && is_white_space (g_utf8_get_char (s + stop)))
       stop = (gsize) (g_utf8_next_char (s + stop) - s);

@@ -17,9 +17,10 @@
  *    per word with float64 path scores.  Exact score ties can resolve differently from
  *    SentencePiece (`:zzz` with the T5 vocabulary); see kin_tokenizer_set_hf_scores().
  *
- * Invalid UTF-8 in the text is not an error: every byte that does not start a valid UTF-8
- * sequence is replaced by U+FFFD before normalisation, which is what SentencePiece's normaliser
- * does (it usually ends as `<unk>`).
+ * Invalid UTF-8 in the text is not an error.  `.model`: as SentencePiece, every byte that does
+ * not start a valid UTF-8 sequence becomes U+FFFD in the normalised text (usually an `<unk>`).
+ * `.json`: the text is first made valid the same way (what Python's decode with "replace" would
+ * hand HF), then normalised, so nmt_nfkc maps those U+FFFD to spaces.
  *
  * A tokenizer is immutable once loaded (except kin_tokenizer_set_hf_scores()), so one instance
  * can encode from several threads at once. */

@@ -117,7 +117,7 @@ kin_vae_dialect_name (KinVaeDialect dialect)
 {
   switch (dialect) {
   case KIN_VAE_DIALECT_DIFFUSERS: return "diffusers";
-  case KIN_VAE_DIALECT_DIFFUSERS_OLD: return "diffusers (old attention names)";
+  case KIN_VAE_DIALECT_DIFFUSERS_OLD: return "old diffusers";
   case KIN_VAE_DIALECT_LDM: return "LDM";
   default: return "unknown";
   }
@@ -814,7 +814,7 @@ kin_vae_new (KinBackend *be, KinWeights *ws, const KinVaeConfig *cfg, KinVaePart
   if (parts & KIN_VAE_DECODER)
     load_decoder (&ld);
   if (ld.error != NULL) {
-    g_propagate_prefixed_error (error, ld.error, "VAE (%s names): ",
+    g_propagate_prefixed_error (error, ld.error, "VAE (%s key names): ",
                                 kin_vae_dialect_name (vae->keys.dialect));
     return NULL;
   }

@@ -31,12 +31,12 @@ json_ids (JsonObject *o, const char *name, gsize *n)
 static void
 label_for (char *buf, gsize size, guint index, const char *what, const char *text)
 {
-  g_autofree char *shown = g_strndup (text, 24);
+  g_autofree char *valid = g_utf8_make_valid (text, -1);
+  g_autofree char *shown = g_utf8_substring (valid, 0, MIN (g_utf8_strlen (valid, -1), 24));
   for (char *p = shown; *p; p++)
     if ((guchar) *p < 0x20)
       *p = ' ';
-  g_snprintf (buf, size, "#%02u %-14s \"%s\"", index, what, g_utf8_validate (shown, -1, NULL)
-                                                              ? shown : "(cut)");
+  g_snprintf (buf, size, "#%02u %-14s \"%s\"", index, what, shown);
 }
 
 static gboolean

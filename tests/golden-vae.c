@@ -135,7 +135,7 @@ kin_golden_run_vae (KinGoldenCase *gc, GError **error)
   g_autoptr (KinVae) vae = kin_vae_new (gc->be, gc->tensors, &cfg, KIN_VAE_BOTH, error);
   if (vae == NULL)
     return FALSE;
-  printf ("  config: %d blocks, %d layers, %d groups, latent %d, %s names\n", cfg.n_blocks,
+  printf ("  config: %d blocks, %d layers, %d groups, latent %d, %s key names\n", cfg.n_blocks,
           cfg.layers_per_block, cfg.norm_num_groups, cfg.latent_channels,
           kin_vae_dialect_name (kin_vae_get_dialect (vae)));
   return run_image (gc, vae, error) && run_video (gc, vae, error);

@@ -632,6 +632,25 @@ test_open_folder (void)
   const KinTensor *null_cap = kin_stdit_get_null_caption (m);
   g_assert_cmpint (null_cap->shape[0], ==, 6);
   g_assert_cmpint (null_cap->shape[1], ==, 16);
+
+  /* a lone v1.0 file of a hidden size 72 does not divide: the head count must be given */
+  g_autoptr (Spec) s1 = tiny_model (&tiny_v1, 9);
+  g_autofree char *lone = tmp_path ("lone-v1.safetensors");
+  spec_write (s1, lone, KIN_DTYPE_F32);
+  g_autoptr (KinStdit) none = kin_stdit_open (lone, kin_backend_cpu (), &error);
+  g_assert_null (none);
+  g_assert_error (error, KIN_ENGINE_ERROR, KIN_ENGINE_ERROR_BAD_INPUT);
+  g_assert_nonnull (strstr (error->message, "num_heads"));
+  g_clear_error (&error);
+  KinStditConfig preset;
+  kin_stdit_config_init (&preset);
+  preset.num_heads = 2;
+  preset.bf16_quirks = TRUE;
+  g_autoptr (KinStdit) v1 = kin_stdit_open_full (lone, &preset, kin_backend_cpu (), &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (kin_stdit_get_config (v1)->version, ==, KIN_STDIT_V1);
+  g_assert_cmpint (kin_stdit_get_config (v1)->num_heads, ==, 2);
+  g_assert_true (kin_stdit_get_config (v1)->bf16_quirks);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -789,6 +808,102 @@ test_forward_bf16_timestep (void)
   inputs_clear (&in);
 }
 
+typedef struct {
+  const char *name;
+  float *table;
+  int64_t n;
+} Capture;
+
+static void
+capture_hook (const char *name, int block, const KinTensor *t, gpointer user_data)
+{
+  Capture *c = user_data;
+  if (strcmp (name, c->name) == 0 && c->table == NULL) {
+    c->table = kin_tensor_to_host_f32 (t);
+    c->n = kin_tensor_numel (t);
+  }
+}
+
+/* Upstream's tables, transcribed literally: PositionEmbedding2D (v1.1) builds
+ * meshgrid(grid_w, grid_h, indexing="ij"), transposes and flattens; get_2d_sincos_pos_embed
+ * (v1.0) uses numpy's meshgrid(grid_w, grid_h) ("xy") and a reshape.  Either way the first half of
+ * row n = h·Wp + w encodes w.  Here on a non-square grid, against the model's table. */
+static double
+check_pos_table (KinStdit *m, const Inputs *in, double scale, double base, const char *name)
+{
+  int64_t hp = (in->h + 1) / 2, wp = (in->w + 1) / 2, c = kin_stdit_get_config (m)->hidden_size;
+  int64_t q = c / 4;
+  g_autofree double *grid_h = g_new (double, hp);
+  g_autofree double *grid_w = g_new (double, wp);
+  for (int64_t i = 0; i < hp; i++)
+    grid_h[i] = i / scale * (base > 0 ? base / hp : 1);
+  for (int64_t i = 0; i < wp; i++)
+    grid_w[i] = i / scale * (base > 0 ? base / wp : 1);
+  /* ij meshgrid of (grid_w, grid_h): A[i][j] = grid_w[i]; A.t() flattened: index j·Wp + i */
+  g_autofree double *first = g_new (double, hp * wp);
+  g_autofree double *second = g_new (double, hp * wp);
+  for (int64_t i = 0; i < wp; i++)
+    for (int64_t j = 0; j < hp; j++) {
+      first[j * wp + i] = grid_w[i];
+      second[j * wp + i] = grid_h[j];
+    }
+  Capture cap = { name, NULL, 0 };
+  KinBackend *be = kin_backend_cpu ();
+  int64_t xs[5] = { in->b, 4, in->t, in->h, in->w }, ys[3] = { in->b, in->len, 16 };
+  int64_t os[5] = { in->b, 8, in->t, in->h, in->w };
+  g_autoptr (KinTensor) x = kin_tensor_from_host_f32 (be, in->x, 5, xs, NULL);
+  g_autoptr (KinTensor) y = kin_tensor_from_host_f32 (be, in->y, 3, ys, NULL);
+  g_autoptr (KinTensor) out = kin_tensor_new (be, KIN_DTYPE_F32, 5, os, NULL);
+  gboolean v2 = base > 0;
+  KinStditInput input = {
+    .x = x, .timestep = in->timestep, .y = y, .mask = in->mask, .mask_rows = in->mask_rows,
+    .height = v2 ? in->height : NULL, .width = v2 ? in->width : NULL,
+    .num_frames = v2 ? in->frames : NULL, .ar = v2 ? in->ar : NULL, .fps = v2 ? in->fps : NULL,
+    .hook = capture_hook, .hook_data = &cap,
+  };
+  g_autoptr (GError) error = NULL;
+  g_assert_true (kin_stdit_forward (m, &input, out, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (cap.n, ==, hp * wp * c);
+  double worst = 0;
+  for (int64_t n = 0; n < hp * wp; n++)
+    for (int64_t k = 0; k < q; k++) {
+      double om = pow (10000.0, -(double) k / q);
+      double want[4] = { sin (first[n] * om), cos (first[n] * om), sin (second[n] * om),
+                         cos (second[n] * om) };
+      for (int part = 0; part < 4; part++)
+        worst = MAX (worst, fabs (cap.table[n * c + part * q + k] - want[part]));
+    }
+  g_free (cap.table);
+  return worst;
+}
+
+static void
+test_forward_pos_table_nonsquare (void)
+{
+  /* v1.1: latent 6×11 → grid 3×6, 48×88 pixels: scale = sqrt(48·88)/512, base = round(√18) */
+  g_autoptr (Spec) s2 = tiny_model (&tiny_v2, 81);
+  g_autoptr (KinStdit) v2 = load_spec (s2, "pos2.safetensors", KIN_DTYPE_F32, FALSE);
+  Inputs in;
+  inputs_init (&in, 1, 2, 6, 11, 6, 82);
+  g_assert_cmpfloat (check_pos_table (v2, &in, sqrt (48.0 * 88.0) / 512, 4, "pos_emb"), <, 2e-5);
+  inputs_clear (&in);
+  /* v1.0 with space_scale 0.5 (the 16x256 checkpoints) */
+  g_autoptr (Spec) s1 = tiny_model (&tiny_v1, 83);
+  g_autoptr (KinWeights) ws = write_and_open (s1, "pos1.safetensors", KIN_DTYPE_F32);
+  KinStditConfig cfg;
+  kin_stdit_config_init (&cfg);
+  cfg.num_heads = 2;
+  cfg.space_scale = 0.5;
+  g_autoptr (GError) error = NULL;
+  g_assert_true (kin_stdit_config_from_weights (&cfg, ws, &error));
+  g_autoptr (KinStdit) v1 = kin_stdit_load (ws, &cfg, kin_backend_cpu (), &error);
+  g_assert_no_error (error);
+  inputs_init (&in, 1, 3, 4, 10, 6, 84);
+  g_assert_cmpfloat (check_pos_table (v1, &in, 0.5, 0, "pos_embed"), <, 1e-6);
+  inputs_clear (&in);
+}
+
 static void
 test_forward_bad_input (void)
 {
@@ -852,6 +967,7 @@ main (int argc, char **argv)
   g_test_add_func ("/stdit/forward/x-mask", test_forward_x_mask);
   g_test_add_func ("/stdit/forward/weight-dtypes", test_forward_weight_dtypes);
   g_test_add_func ("/stdit/forward/bf16-timestep", test_forward_bf16_timestep);
+  g_test_add_func ("/stdit/forward/pos-table-nonsquare", test_forward_pos_table_nonsquare);
   g_test_add_func ("/stdit/forward/bad-input", test_forward_bad_input);
   int rc = g_test_run ();
   remove_tree (tmp_dir);

@@ -693,12 +693,11 @@ test_posterior_rgb (void)
 
 /* ---- tiled decoding ----------------------------------------------------------------------- */
 
-/* Tiled against untiled decoding on a random VAE shaped like SD (factor 8, 8 channels per group
- * at 64 channels).  A random VAE is far less local than a trained one: dropping one latent row
+/* Tiled against untiled decoding on a random VAE shaped like SD (4 blocks, factor 8, 8 groups).  A random VAE is far less local than a trained one: dropping one latent row
  * changes its output 2–4 % (relative to the output's maximum) on the far side of the frame, so
  * these bounds are loose by nature.  Measured here (max |diff| / max |untiled|, and the mean
  * |diff| / max |untiled|): untiled trunk + one up block, as SD at 720p with the default budget:
- * 0.083 and 0.0065; everything tiled: 0.205 and 0.023. */
+ * 0.062 and 0.0057; everything tiled: 0.19 and 0.018. */
 #define TILED_MAX_TOL 0.12
 #define TILED_MEAN_TOL 0.01
 #define ALL_TILED_MAX_TOL 0.3
@@ -726,7 +725,7 @@ test_tiled (void)
 {
   KinVaeConfig cfg;
   kin_vae_config_init_sd (&cfg);
-  cfg.block_out_channels[0] = 32;
+  cfg.block_out_channels[0] = 16;
   cfg.block_out_channels[1] = 32;
   cfg.block_out_channels[2] = 64;
   cfg.block_out_channels[3] = 64;

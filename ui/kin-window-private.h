@@ -88,6 +88,7 @@ void       kin_window_queue_job (KinWindow *self, KinJob *job);
 void       kin_window_fill_request (KinWindow *self, KinRequest *req);
 char      *kin_window_dup_prompt (KinWindow *self);
 void       kin_window_set_project (KinWindow *self, KinProject *project);
+void       kin_window_set_queue_paused (KinWindow *self, gboolean paused);
 
 /* kin-window-clips.c */
 void       kin_window_clips_init (KinWindow *self);

@@ -19,5 +19,7 @@ void        kin_window_show_error (KinWindow *self, const char *heading, const G
 /* --self-test: checks the widgets, queues a job, screenshots into @dir, then quits with the
  * result (0 = every check passed). */
 void        kin_window_run_self_test (KinWindow *self, const char *dir);
+/* 0 after a passed self-test (or none), 1 after a failed one. */
+int         kin_self_test_exit_status (void);
 
 G_END_DECLS

@@ -109,12 +109,18 @@ def stage_vae(args):
     n = vids.shape[0]
     frames = vids.reshape(n * 16, 64, 64, 3)
     vae = AutoencoderKL(VAE_CFG)
+    with torch.no_grad():  # start with a small posterior variance so the noise does not swamp the mean
+        vae.quant_conv.bias[VAE_CFG["latent_channels"]:] = -6.0
     log("vae params %.2fM" % (sum(p.numel() for p in vae.parameters()) / 1e6))
     opt = torch.optim.Adam(vae.parameters(), lr=args.vae_lr)
     rng = np.random.default_rng(args.seed + 1)
-    t_end = time.time() + args.vae_minutes * 60
+    t_start = time.time()
+    t_end = t_start + args.vae_minutes * 60
     step = 0
     while time.time() < t_end and step < args.vae_max_steps:
+        frac = max((time.time() - t_start) / (t_end - t_start), step / args.vae_max_steps)
+        for g in opt.param_groups:  # linear decay to 20%
+            g["lr"] = args.vae_lr * (1 - 0.8 * frac)
         idx = np.sort(rng.choice(frames.shape[0], args.vae_batch, replace=False))
         x = to_float(frames[idx])
         if args.vae_crop < 64:  # fully convolutional: train on 8-aligned random crops (4x cheaper)
@@ -133,8 +139,6 @@ def stage_vae(args):
         step += 1
         if step % 25 == 0:
             log("vae step %d mse %.5f l1 %.4f kl %.3f" % (step, mse.item(), l1.item(), kl.item()))
-    for g in opt.param_groups:
-        g["lr"] = args.vae_lr * 0.2
     torch.save(vae.state_dict(), os.path.join(args.work, "vae.pt"))
     log("vae: %d steps" % step)
 
@@ -236,7 +240,8 @@ def stage_dit(args):
     dif = Diffusion(1000)
     n = lat.shape[0]
     B = args.dit_batch
-    t_end = time.time() + args.dit_minutes * 60
+    t_start = time.time()
+    t_end = t_start + args.dit_minutes * 60
     step, run = 0, None
     while time.time() < t_end and step < args.dit_max_steps:
         idx = torch.from_numpy(rng.choice(n, B, replace=False))
@@ -262,7 +267,8 @@ def stage_dit(args):
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
-        lr = args.dit_lr * min(1.0, (step + 1) / 200)
+        frac = max((time.time() - t_start) / (t_end - t_start), step / args.dit_max_steps)
+        lr = args.dit_lr * min(1.0, (step + 1) / 100) * (1 - 0.7 * frac)
         for g in opt.param_groups:
             g["lr"] = lr
         opt.step()
@@ -341,9 +347,9 @@ def main():
     ap.add_argument("--vae-minutes", type=float, default=8.0)
     ap.add_argument("--vae-max-steps", type=int, default=10 ** 9)
     ap.add_argument("--vae-batch", type=int, default=16)
-    ap.add_argument("--vae-lr", type=float, default=2e-3)
+    ap.add_argument("--vae-lr", type=float, default=1e-3)
     ap.add_argument("--vae-crop", type=int, default=32)
-    ap.add_argument("--vae-kl", type=float, default=1e-3)
+    ap.add_argument("--vae-kl", type=float, default=1e-5)
     ap.add_argument("--dit-minutes", type=float, default=25.0)
     ap.add_argument("--dit-max-steps", type=int, default=10 ** 9)
     ap.add_argument("--dit-batch", type=int, default=16)

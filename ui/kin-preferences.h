@@ -1,0 +1,19 @@
+/* kin-preferences.h — the preferences window: model folders with validation, device, memory
+ * mode, default export format; everything stored in GSettings. */
+#pragma once
+
+#include <adwaita.h>
+#include "kin-application.h"
+
+G_BEGIN_DECLS
+
+#define KIN_TYPE_PREFERENCES (kin_preferences_get_type ())
+G_DECLARE_FINAL_TYPE (KinPreferences, kin_preferences, KIN, PREFERENCES, AdwPreferencesWindow)
+
+KinPreferences *kin_preferences_new (KinApplication *app, GtkWindow *parent);
+
+/* What a model folder holds, in one line for people ("STDiT2 · model.safetensors · 2.3 GB on
+ * disk · about 4.6 GB of memory"); the error says what is missing.  Blocking; for threads. */
+char *kin_describe_model_folder (const char *path, const char *kind, GError **error);
+
+G_END_DECLS

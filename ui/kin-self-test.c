@@ -1,0 +1,216 @@
+/* kin-self-test.c — `kinora --self-test=DIR PROJECT`: the UI test of tests/test-ui.c.
+ *
+ * Runs the real window on a project, checks what a user would look at (title, controls, the
+ * timeline restored from disk, the player, a queued job with its ETA, preferences), saves
+ * screenshots with GTK's own renderer, lets the job run to an end (a clip or the engine's
+ * error, shown without freezing), and quits with the result. */
+#include "kin-config.h"
+#include "kin-window-private.h"
+#include "kin-preferences.h"
+#include <glib/gi18n.h>
+
+static int exit_status;
+
+int
+kin_self_test_exit_status (void)
+{
+  return exit_status;
+}
+
+#define CHECK(self, cond, ...)                                    \
+  G_STMT_START {                                                  \
+    if (cond) {                                                   \
+      g_print ("ok - " __VA_ARGS__);                              \
+    } else {                                                      \
+      (self)->self_test_failures++;                               \
+      g_print ("not ok - " __VA_ARGS__);                          \
+    }                                                             \
+    g_print ("\n");                                               \
+  } G_STMT_END
+
+gboolean
+kin_window_save_screenshot (GtkWidget *widget, const char *path, GError **error)
+{
+  int w = gtk_widget_get_width (widget), h = gtk_widget_get_height (widget);
+  if (w <= 0 || h <= 0) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "the widget has no size yet");
+    return FALSE;
+  }
+  g_autoptr (GdkPaintable) paintable = gtk_widget_paintable_new (widget);
+  GtkSnapshot *snapshot = gtk_snapshot_new ();
+  gdk_paintable_snapshot (paintable, snapshot, w, h);
+  g_autoptr (GskRenderNode) node = gtk_snapshot_free_to_node (snapshot);
+  if (node == NULL) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "nothing was drawn");
+    return FALSE;
+  }
+  GskRenderer *renderer = gtk_native_get_renderer (gtk_widget_get_native (widget));
+  g_autoptr (GdkTexture) texture = gsk_renderer_render_texture (renderer, node,
+                                                                &GRAPHENE_RECT_INIT (0, 0, w, h));
+  if (!gdk_texture_save_to_png (texture, path)) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "could not write %s", path);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+typedef struct {
+  KinWindow *window;
+  int step;
+  int waited;                /* ticks spent waiting in the current step */
+  guint clips_before;
+  KinJob *job;
+  GtkWindow *prefs;
+} SelfTest;
+
+static void
+shoot (SelfTest *t, GtkWidget *widget, const char *name)
+{
+  g_autofree char *path = g_build_filename (t->window->self_test_dir, name, NULL);
+  g_autoptr (GError) error = NULL;
+  gboolean ok = kin_window_save_screenshot (widget, path, &error);
+  CHECK (t->window, ok, "screenshot %s%s%s", path, error ? ": " : "", error ? error->message : "");
+}
+
+static void
+check_controls (SelfTest *t)
+{
+  KinWindow *self = t->window;
+  const char *title = gtk_window_get_title (GTK_WINDOW (self));
+  CHECK (self, title && strstr (title, kin_project_get_name (self->project)),
+         "window title “%s” names the project", title ? title : "");
+  GListModel *res = adw_combo_row_get_model (self->resolution_row);
+  CHECK (self, res && g_list_model_get_n_items (res) == 5, "five resolution classes offered");
+  GListModel *ar = adw_combo_row_get_model (self->aspect_row);
+  CHECK (self, ar && g_list_model_get_n_items (ar) >= 7, "aspect ratios 9:16 … 16:9 offered");
+  /* 720p offers no clip longer than the model was trained on (32 frames). */
+  guint keep = adw_combo_row_get_selected (self->resolution_row);
+  adw_combo_row_set_selected (self->resolution_row, 4);
+  int max720 = 0;
+  for (guint i = 0; i < self->frame_counts->len; i++)
+    max720 = MAX (max720, g_array_index (self->frame_counts, int, i));
+  CHECK (self, max720 == 32, "720p durations stop at 32 frames (found %d)", max720);
+  adw_combo_row_set_selected (self->resolution_row, 0); /* 144p: the cheapest job */
+  int max144 = 0;
+  for (guint i = 0; i < self->frame_counts->len; i++)
+    max144 = MAX (max144, g_array_index (self->frame_counts, int, i));
+  CHECK (self, max144 == 128, "144p durations reach 128 frames (found %d)", max144);
+  adw_combo_row_set_selected (self->duration_row, 1); /* 16 frames */
+  (void) keep;
+  CHECK (self, gtk_widget_get_visible (GTK_WIDGET (self->generate_button)), "Generate button shown");
+  CHECK (self, gtk_text_buffer_get_enable_undo (gtk_text_view_get_buffer (self->prompt_view)),
+         "prompt editor has undo");
+}
+
+static void
+check_timeline (SelfTest *t)
+{
+  KinWindow *self = t->window;
+  t->clips_before = g_list_model_get_n_items (kin_project_get_clips (self->project));
+  CHECK (self, t->clips_before > 0, "timeline restored %u clips from disk", t->clips_before);
+  CHECK (self, kin_window_get_selected_clip (self) != NULL, "the last clip is selected");
+  const char *page = gtk_stack_get_visible_child_name (self->viewer_stack);
+  CHECK (self, g_strcmp0 (page, "player") == 0, "the player shows the clip (page %s)", page);
+  CHECK (self, gtk_video_get_media_stream (self->video) != NULL, "the clip's frames are loaded");
+  CHECK (self, gtk_action_bar_get_revealed (self->clip_bar), "clip actions are shown");
+}
+
+static void
+queue_job (SelfTest *t)
+{
+  KinWindow *self = t->window;
+  self->queue_paused = TRUE;
+  gtk_text_buffer_set_text (gtk_text_view_get_buffer (self->prompt_view),
+                            "a red ball bouncing on green grass, sunny day", -1);
+  gtk_widget_activate_action (GTK_WIDGET (self), "win.generate", NULL);
+  guint n = g_list_model_get_n_items (G_LIST_MODEL (self->jobs));
+  CHECK (self, n == 1, "Generate queued one job");
+  if (n == 1) {
+    t->job = g_list_model_get_item (G_LIST_MODEL (self->jobs), 0);
+    CHECK (self, kin_job_get_state (t->job) == KIN_JOB_QUEUED, "the job waits in the queue");
+    CHECK (self, *kin_job_get_status (t->job) != '\0', "the waiting job shows a status: %s",
+           kin_job_get_status (t->job));
+  }
+  CHECK (self, gtk_list_box_get_row_at_index (self->queue_list, 0) != NULL, "the queue shows the job");
+  g_auto (GStrv) history = g_settings_get_strv (self->settings, "prompt-history");
+  CHECK (self, history[0] && strstr (history[0], "red ball"), "the prompt entered the history");
+}
+
+static gboolean
+step (gpointer data)
+{
+  SelfTest *t = data;
+  KinWindow *self = t->window;
+  switch (t->step) {
+  case 0: /* the window is mapped and the project's frames loaded */
+    if ((!gtk_widget_get_mapped (GTK_WIDGET (self)) || self->project == NULL ||
+         (self->playing != NULL && gtk_video_get_media_stream (self->video) == NULL)) &&
+        t->waited++ < 100)
+      return G_SOURCE_CONTINUE;
+    check_controls (t);
+    check_timeline (t);
+    queue_job (t);
+    break;
+  case 1: /* let the viewer's crossfade finish */
+    if (t->waited++ < 8)
+      return G_SOURCE_CONTINUE;
+    shoot (t, GTK_WIDGET (self), "main-window.png");
+    t->prefs = GTK_WINDOW (kin_preferences_new (KIN_APPLICATION (gtk_window_get_application (GTK_WINDOW (self))),
+                                                GTK_WINDOW (self)));
+    gtk_window_present (t->prefs);
+    break;
+  case 2:
+    if (!gtk_widget_get_mapped (GTK_WIDGET (t->prefs)) && t->waited++ < 50)
+      return G_SOURCE_CONTINUE;
+    break;
+  case 3:
+    if (t->waited++ < 5)
+      return G_SOURCE_CONTINUE;
+    shoot (t, GTK_WIDGET (t->prefs), "preferences.png");
+    gtk_window_destroy (t->prefs);
+    t->prefs = NULL;
+    kin_window_set_queue_paused (self, FALSE);
+    break;
+  case 4: /* the job runs to an end: a clip, or the engine's error shown in a toast */
+    if (t->job != NULL && !kin_job_is_finished (t->job) && t->waited++ < 1200)
+      return G_SOURCE_CONTINUE;
+    if (t->job != NULL) {
+      KinJobState s = kin_job_get_state (t->job);
+      CHECK (self, s == KIN_JOB_DONE,
+             "the job ended (%s: %s)", s == KIN_JOB_DONE ? "done" : s == KIN_JOB_FAILED ? "failed" : "stuck",
+             kin_job_get_status (t->job));
+      if (s == KIN_JOB_DONE)
+        CHECK (self, g_list_model_get_n_items (kin_project_get_clips (self->project)) == t->clips_before + 1,
+               "the new clip is in the timeline");
+    }
+    break;
+  case 5: /* the new clip plays */
+    if (t->waited++ < 15)
+      return G_SOURCE_CONTINUE;
+    shoot (t, GTK_WIDGET (self), "after-job.png");
+    break;
+  default:
+    g_print ("%d check(s) failed\n", self->self_test_failures);
+    exit_status = self->self_test_failures > 0 ? 1 : 0;
+    self->self_test_source = 0;
+    g_clear_object (&t->job);
+    g_free (t);
+    gtk_window_close (GTK_WINDOW (self));
+    return G_SOURCE_REMOVE;
+  }
+  t->step++;
+  t->waited = 0;
+  return G_SOURCE_CONTINUE;
+}
+
+void
+kin_window_run_self_test (KinWindow *self, const char *dir)
+{
+  g_free (self->self_test_dir);
+  self->self_test_dir = g_strdup (dir);
+  g_mkdir_with_parents (dir, 0755);
+  SelfTest *t = g_new0 (SelfTest, 1);
+  t->window = self;
+  /* Ticks of 100 ms leave GTK time to lay out and draw between steps. */
+  self->self_test_source = g_timeout_add (100, step, t);
+}
