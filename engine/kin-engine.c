@@ -45,6 +45,7 @@ G_DEFINE_FINAL_TYPE (KinEngine, kin_engine, G_TYPE_OBJECT)
 typedef enum { JOB_STOP, JOB_GENERATE, JOB_DESCRIBE } JobKind;
 
 typedef struct {
+  gint ref;                 /* the queue/engine thread and each undelivered progress update */
   JobKind kind;
   GTask *task;
   KinRequest req;
@@ -68,9 +69,9 @@ typedef struct {
 } Progress;
 
 static void
-job_free (Job *job)
+job_unref (Job *job)
 {
-  if (job == NULL)
+  if (job == NULL || !g_atomic_int_dec_and_test (&job->ref))
     return;
   g_clear_object (&job->task);
   kin_request_clear (&job->req);
@@ -119,7 +120,7 @@ progress_free (gpointer data)
   Progress *pr = data;
   g_free (pr->stage);
   g_free (pr->preview);
-  g_object_unref (pr->job->task); /* keeps the job alive until delivered */
+  job_unref (pr->job);
   g_free (pr);
 }
 
@@ -150,7 +151,7 @@ on_pipeline_progress (const char *stage, int step, int total, const guint8 *prev
     pr->preview = g_memdup2 (preview, (gsize) pf * ph * pw * 3);
     pr->pf = pf, pr->ph = ph, pr->pw = pw;
   }
-  g_object_ref (job->task);
+  g_atomic_int_inc (&job->ref); /* the update keeps the job (and its callback data) alive */
   g_atomic_int_inc (&job->pending);
   g_main_context_invoke_full (job->context, G_PRIORITY_DEFAULT, deliver_progress, pr, progress_free);
   return TRUE;
@@ -189,11 +190,11 @@ engine_thread (gpointer data)
   for (;;) {
     Job *job = g_async_queue_pop (self->jobs);
     if (job->kind == JOB_STOP) {
-      job_free (job);
+      job_unref (job);
       break;
     }
     run_job (self, job);
-    job_free (job);
+    job_unref (job);
   }
   g_clear_pointer (&self->pipeline, kin_pipeline_free);
   state_unref (self);
@@ -205,6 +206,7 @@ kin_engine_finalize (GObject *object)
 {
   KinEngine *self = KIN_ENGINE (object);
   Job *stop = g_new0 (Job, 1);
+  stop->ref = 1;
   stop->kind = JOB_STOP;
   g_async_queue_push (self->st->jobs, stop);
   if (g_thread_self () == self->thread)
@@ -261,6 +263,7 @@ job_new (KinEngine *self, JobKind kind, GCancellable *cancellable, GAsyncReadyCa
          gpointer user_data, gpointer tag)
 {
   Job *job = g_new0 (Job, 1);
+  job->ref = 1;
   job->kind = kind;
   job->task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (job->task, tag);

@@ -2,6 +2,7 @@
 #include "kin-config.h"
 #include "kin-pipeline.h"
 #include "kin-buckets.h"
+#include "kin-caption.h"
 #include "kin-dpm-solver.h"
 #include "kin-error.h"
 #include "kin-iddpm.h"
@@ -376,7 +377,9 @@ encode_text (KinPipeline *p, Gen *g, GError **error)
   if (!load_t5 (p, error))
     return FALSE;
   g_autofree int64_t *ids = g_new0 (int64_t, L), *mask = g_new0 (int64_t, L);
-  kin_tokenizer_encode_padded (p->tok, g->req->prompt ? g->req->prompt : "", L, ids, mask);
+  /* Open-Sora cleans every prompt (clean_caption, twice) before T5 (spec t5-vae-formats §0) */
+  g_autofree char *clean = kin_caption_preprocess (g->req->prompt ? g->req->prompt : "", TRUE);
+  kin_tokenizer_encode_padded (p->tok, clean, L, ids, mask);
   int C = dc->caption_channels;
   g_autofree float *y = g_new (float, (size_t) 2 * L * C);
   if (!kin_t5_encode (p->t5, ids, mask, 1, L, y, error))

@@ -96,6 +96,7 @@ KinVae   *kin_vae_load (KinBackend *be, const char *path, KinVaeParts parts, GEr
 void      kin_vae_free (KinVae *vae);
 
 const KinVaeConfig *kin_vae_get_config (KinVae *vae);
+KinBackend         *kin_vae_get_backend (KinVae *vae);
 KinVaeDialect       kin_vae_get_dialect (KinVae *vae);
 const char         *kin_vae_dialect_name (KinVaeDialect dialect);
 void                kin_vae_set_tap (KinVae *vae, KinVaeTapFunc func, gpointer user_data);

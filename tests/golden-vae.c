@@ -32,15 +32,20 @@ upload_input (KinGoldenCase *gc, const char *name, GError **error)
   return kin_tensor_from_host_f32 (gc->be, data, e->ndim, e->shape, error);
 }
 
+/* The diffusers config recorded in the sidecar ("vae"), or the shapes when it is absent. */
 static gboolean
 read_config (KinGoldenCase *gc, KinVaeConfig *cfg, GError **error)
 {
   kin_vae_config_init_sd (cfg);
   JsonNode *node = kin_golden_config_node (gc, "vae");
-  if (node != NULL && JSON_NODE_HOLDS_OBJECT (node) &&
-      !kin_vae_config_from_json_object (cfg, json_node_get_object (node), error))
+  if (node != NULL && JSON_NODE_HOLDS_OBJECT (node)) {
+    if (!kin_vae_config_from_json_object (cfg, json_node_get_object (node), error))
+      return FALSE;
+  } else if (!kin_vae_config_infer (cfg, gc->tensors, error)) {
     return FALSE;
-  cfg->scaling_factor = (float) kin_golden_config_double (gc, "scale_factor", cfg->scaling_factor);
+  }
+  double sf = kin_golden_config_double (gc, "scaling_factor", cfg->scaling_factor);
+  cfg->scaling_factor = (float) kin_golden_config_double (gc, "scale_factor", sf);
   return TRUE;
 }
 

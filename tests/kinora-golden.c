@@ -1,5 +1,7 @@
-/* kinora-golden — runs one golden case (see kin-golden.h) on the CPU backend. */
+/* kinora-golden — runs one golden case (see kin-golden.h) on the CPU backend, or on CUDA with
+ * --backend cuda (exit 77 when CUDA is unavailable). */
 #include "kin-golden.h"
+#include "kin-backend-cuda.h"
 #include "kin-error.h"
 #include <math.h>
 #include <stdio.h>
@@ -263,14 +265,22 @@ main (int argc, char **argv)
              error ? error->message : "");
     return 2;
   }
-  if (backend != NULL && g_strcmp0 (backend, "cpu") != 0) {
-    fprintf (stderr, "kinora-golden: backend %s is not available in this build\n", backend);
-    return 77;
+  KinBackend *be = kin_backend_cpu ();
+  if (g_strcmp0 (backend, "cuda") == 0) {
+    be = kin_backend_cuda (&error);
+    if (be == NULL) {  /* skipped: no module, driver or device */
+      fprintf (stderr, "kinora-golden: %s\n", error->message);
+      return 77;
+    }
+    printf ("backend cuda: %s\n", kin_backend_cuda_describe (be));
+  } else if (backend != NULL && g_strcmp0 (backend, "cpu") != 0) {
+    fprintf (stderr, "kinora-golden: unknown backend %s (cpu or cuda)\n", backend);
+    return 2;
   }
 
   KinGoldenCase gc = { 0 };
   gc.tolerance = tolerance > 0 ? tolerance : 1e-5;
-  gc.be = kin_backend_cpu ();
+  gc.be = be;
   int rc = 0;
   if (!golden_case_open (&gc, argv[1], &error)) {
     fprintf (stderr, "kinora-golden: %s\n", error->message);

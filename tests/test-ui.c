@@ -60,6 +60,21 @@ make_clip (const char *prompt, int frames, int h, int w, guint8 ball_r, guint8 b
 }
 
 static void
+rm_rf (const char *path)
+{
+  g_autoptr (GDir) d = g_dir_open (path, 0, NULL);
+  const char *e;
+  while (d != NULL && (e = g_dir_read_name (d)) != NULL) {
+    g_autofree char *c = g_build_filename (path, e, NULL);
+    if (g_file_test (c, G_FILE_TEST_IS_DIR) && !g_file_test (c, G_FILE_TEST_IS_SYMLINK))
+      rm_rf (c);
+    else
+      g_unlink (c);
+  }
+  g_rmdir (path);
+}
+
+static void
 check_screenshot (const char *name, int min_w, int min_h)
 {
   g_autofree char *path = g_build_filename (shots_dir, name, NULL);
@@ -139,6 +154,11 @@ test_self_test (void)
   g_assert_cmpstr (kin_project_clip_get_prompt (made), ==, "a red ball bouncing on green grass, sunny day");
   g_autofree char *latents = kin_project_clip_dup_latents_path (made);
   g_assert_nonnull (latents);
+  g_autofree char *video = kin_project_clip_dup_video_path (made);
+  g_test_message ("video file of the new clip: %s", video ? video : "(none: PNG frames only)");
+  g_clear_object (&again);
+  g_clear_object (&p);
+  rm_rf (tmp);
 }
 
 int

@@ -251,6 +251,14 @@ test_config_json (void)
   g_assert_nonnull (strstr (error->message, "norm_num_groups 32 does not divide block_out_channels[1] = 48"));
   g_clear_error (&error);
 
+  g_autoptr (JsonParser) p5 = json_parser_new ();
+  kin_vae_config_init_sd (&cfg);
+  g_assert_false (kin_vae_config_from_json_object (&cfg, parse_object (p5,
+      "{\"block_out_channels\": [32, 64], \"up_block_types\": [\"UpDecoderBlock2D\", \"AttnUpDecoderBlock2D\"]}"), &error));
+  g_assert_error (error, KIN_ENGINE_ERROR, KIN_ENGINE_ERROR_UNSUPPORTED);
+  g_assert_nonnull (strstr (error->message, "AttnUpDecoderBlock2D"));
+  g_clear_error (&error);
+
   g_autoptr (JsonParser) p4 = json_parser_new ();
   kin_vae_config_init_sd (&cfg);
   g_assert_false (kin_vae_config_from_json_object (&cfg, parse_object (p4, "{\"act_fn\": \"gelu\"}"), &error));
@@ -740,12 +748,6 @@ test_tiled (void)
   g_autoptr (KinTensor) full = kin_vae_decode_frames (vae, z, &error);   /* [1, 3, 192, 320] */
   g_assert_no_error (error);
 
-  /* one tile covering everything is the untiled decode exactly */
-  KinVaeTiling big = { .tile = 40 };
-  g_autoptr (KinTensor) one = kin_vae_decode_frames_tiled (vae, z, &big, &error);
-  g_assert_no_error (error);
-  g_assert_cmpfloat (max_abs_diff (one, full, NULL), ==, 0.0);
-
   /* 2 × 4 tiles of 16 latents with 8 of overlap (starts 0, 8 and 0, 8, 16, 24); a 4 MiB budget
    * runs the trunk and up block 0 in one pass (at 720p, SD's default 512 MiB does the same) */
   KinVaeTiling small = { .tile = 16, .overlap = 8, .trunk_mib = 4 };
@@ -768,16 +770,28 @@ test_tiled (void)
   g_assert_cmpfloat (all_mean, <=, ALL_TILED_MEAN_TOL);
   g_assert_cmpfloat (mean_rel, <, all_mean);
 
-  /* through the video path: AUTO tiles above the threshold and gives the same result */
-  int64_t vs[5] = { 1, 4, 1, 24, 40 };
-  g_autoptr (KinTensor) zv = kin_tensor_view (z, 0, 5, vs);
+  /* on a smaller latent: one tile covering everything is the untiled decode exactly, and the
+   * video path with AUTO tiles above its threshold exactly like decode_frames_tiled */
+  int64_t ss[4] = { 1, 4, 8, 12 };
+  g_autoptr (KinTensor) zsmall = random_tensor (4, ss, 31, -1, 1);
+  g_autoptr (KinTensor) small_full = kin_vae_decode_frames (vae, zsmall, &error);
+  KinVaeTiling big = { .tile = 12 };
+  g_autoptr (KinTensor) one = kin_vae_decode_frames_tiled (vae, zsmall, &big, &error);
+  g_assert_no_error (error);
+  g_assert_cmpfloat (max_abs_diff (one, small_full, NULL), ==, 0.0);
+  KinVaeTiling six = { .tile = 6, .overlap = 2, .trunk_mib = -1 };
+  g_autoptr (KinTensor) small_tiled = kin_vae_decode_frames_tiled (vae, zsmall, &six, &error);
+  g_assert_no_error (error);
+  int64_t vs[5] = { 1, 4, 1, 8, 12 };
+  g_autoptr (KinTensor) zv = kin_tensor_view (zsmall, 0, 5, vs);
   g_autoptr (KinTensor) zvs = kin_tensor_new (kin_backend_cpu (), KIN_DTYPE_F32, 5, vs, &error);
   kin_backend_cpu ()->scale (kin_backend_cpu (), zvs, zv, cfg.scaling_factor, 0.0f);
-  KinVaeDecodeOptions auto_opts = { .tile_threshold = 100, .tiling = small };
+  KinVaeDecodeOptions auto_opts = { .tile_threshold = 50, .tiling = six };
   g_autoptr (KinTensor) vid = kin_vae_decode_video (vae, zvs, &auto_opts, &error);
   g_assert_no_error (error);
-  double rv = 0, dv = max_abs_diff (vid, tiled, &rv);
+  double rv = 0, dv = max_abs_diff (vid, small_tiled, &rv);
   g_assert_cmpfloat (dv / rv, <=, 1e-4);
+  g_assert_cmpfloat (max_abs_diff (vid, small_full, NULL), >, 0.0);    /* it did tile */
 }
 
 int

@@ -10,6 +10,7 @@ packages=(
   libopenblas-openmp-dev libopenblas-dev libomp-dev
   # desktop app
   libgtk-4-dev libadwaita-1-dev
+  libgtk-4-media-gstreamer libgdk-pixbuf-2.0-dev librsvg2-common
   # media
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad

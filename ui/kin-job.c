@@ -91,6 +91,9 @@ kin_job_new (const KinRequest *req, const char *title, gsize cond_latents_len)
     self->cond_latents = g_memdup2 (req->cond_latents, cond_latents_len * sizeof (float));
     self->request.cond_latents = self->cond_latents;
     self->request.cond_latent_frames = req->cond_latent_frames;
+    self->request.cond_latent_channels = req->cond_latent_channels;
+    self->request.cond_latent_h = req->cond_latent_h;
+    self->request.cond_latent_w = req->cond_latent_w;
   }
   self->title = g_strdup (title);
   return self;

@@ -29,6 +29,9 @@ struct _KinPreferences {
   GtkSpinner *check_spinner;
   GtkButton *check_button;
   AdwComboRow *device_row, *memory_row, *export_row;
+  gboolean checking;
+  gboolean check_ok;
+  char *check_result;
 };
 
 G_DEFINE_FINAL_TYPE (KinPreferences, kin_preferences, ADW_TYPE_PREFERENCES_WINDOW)
@@ -240,6 +243,10 @@ on_engine_described (GObject *source, GAsyncResult *result, gpointer data)
     return;
   gtk_spinner_stop (self->check_spinner);
   gtk_widget_set_sensitive (GTK_WIDGET (self->check_button), TRUE);
+  self->checking = FALSE;
+  self->check_ok = text != NULL;
+  g_free (self->check_result);
+  self->check_result = g_strdup (text ? text : error->message);
   g_autofree char *escaped = g_markup_escape_text (text ? g_strstrip (text) : error->message, -1);
   g_autofree char *subtitle = text != NULL
     ? g_strdup (escaped)
@@ -247,15 +254,32 @@ on_engine_described (GObject *source, GAsyncResult *result, gpointer data)
   adw_action_row_set_subtitle (self->check_row, subtitle);
 }
 
-static void
-on_check_clicked (KinPreferences *self)
+void
+kin_preferences_check (KinPreferences *self)
 {
+  if (self->checking)
+    return;
+  self->checking = TRUE;
   kin_application_apply_models (self->app);
   gtk_spinner_start (self->check_spinner);
   gtk_widget_set_sensitive (GTK_WIDGET (self->check_button), FALSE);
   adw_action_row_set_subtitle (self->check_row, _("Loading the models…"));
   kin_engine_describe_async (kin_application_get_engine (self->app), self->cancellable,
                              on_engine_described, g_object_ref (self));
+}
+
+gboolean
+kin_preferences_get_checking (KinPreferences *self)
+{
+  return self->checking;
+}
+
+const char *
+kin_preferences_get_check_result (KinPreferences *self, gboolean *ok)
+{
+  if (ok != NULL)
+    *ok = self->check_ok;
+  return self->check_result;
 }
 
 /* ================================================================ enum ⇄ combo */
@@ -305,6 +329,7 @@ kin_preferences_dispose (GObject *object)
     g_signal_handlers_disconnect_by_data (self->settings, self);
   g_clear_object (&self->settings);
   g_clear_object (&self->app);
+  g_clear_pointer (&self->check_result, g_free);
   gtk_widget_dispose_template (GTK_WIDGET (self), KIN_TYPE_PREFERENCES);
   G_OBJECT_CLASS (kin_preferences_parent_class)->dispose (object);
 }
@@ -359,7 +384,7 @@ kin_preferences_new (KinApplication *app, GtkWindow *parent)
   connect_row (self, ROW_VAE, "vae-folder", "vae", self->vae_row, self->vae_choose,
                G_CALLBACK (on_choose_vae), self->vae_clear, G_CALLBACK (on_clear_vae));
   g_signal_connect (self->settings, "changed", G_CALLBACK (on_setting_changed), self);
-  g_signal_connect_swapped (self->check_button, "clicked", G_CALLBACK (on_check_clicked), self);
+  g_signal_connect_swapped (self->check_button, "clicked", G_CALLBACK (kin_preferences_check), self);
   bind_enum (self->settings, "device", self->device_row, device_nicks);
   bind_enum (self->settings, "memory-mode", self->memory_row, memory_nicks);
   bind_enum (self->settings, "default-export-format", self->export_row, export_nicks);

@@ -61,15 +61,27 @@ typedef struct {
   guint clips_before;
   KinJob *job;
   GtkWindow *prefs;
+  gboolean shot_live;
+  int live_tries;
 } SelfTest;
 
-static void
-shoot (SelfTest *t, GtkWidget *widget, const char *name)
+/* A frame may be between two draws; a few more tries before it counts as a failure. */
+static gboolean
+shoot_try (SelfTest *t, GtkWidget *widget, const char *name, int tries_left)
 {
   g_autofree char *path = g_build_filename (t->window->self_test_dir, name, NULL);
   g_autoptr (GError) error = NULL;
   gboolean ok = kin_window_save_screenshot (widget, path, &error);
+  if (!ok && tries_left > 0)
+    return FALSE;
   CHECK (t->window, ok, "screenshot %s%s%s", path, error ? ": " : "", error ? error->message : "");
+  return TRUE;
+}
+
+static void
+shoot (SelfTest *t, GtkWidget *widget, const char *name)
+{
+  shoot_try (t, widget, name, 0);
 }
 
 static void
@@ -120,6 +132,7 @@ queue_job (SelfTest *t)
 {
   KinWindow *self = t->window;
   self->queue_paused = TRUE;
+  gtk_adjustment_set_value (self->steps_adjustment, 10); /* a short job keeps the test quick */
   gtk_text_buffer_set_text (gtk_text_view_get_buffer (self->prompt_view),
                             "a red ball bouncing on green grass, sunny day", -1);
   gtk_widget_activate_action (GTK_WIDGET (self), "win.generate", NULL);
@@ -162,17 +175,37 @@ step (gpointer data)
   case 2:
     if (!gtk_widget_get_mapped (GTK_WIDGET (t->prefs)) && t->waited++ < 50)
       return G_SOURCE_CONTINUE;
+    kin_preferences_check (KIN_PREFERENCES (t->prefs));
     break;
-  case 3:
-    if (t->waited++ < 5)
+  case 3: /* the model check answers (the engine loads the pack on its thread) */
+    if ((kin_preferences_get_checking (KIN_PREFERENCES (t->prefs)) && t->waited++ < 1200) ||
+        t->waited++ < 5)
       return G_SOURCE_CONTINUE;
+    {
+      gboolean ok = FALSE;
+      const char *result = kin_preferences_get_check_result (KIN_PREFERENCES (t->prefs), &ok);
+      CHECK (self, ok && result && *result, "the model check describes the models: %s",
+             result ? result : "(no answer)");
+    }
     shoot (t, GTK_WIDGET (t->prefs), "preferences.png");
     gtk_window_destroy (t->prefs);
     t->prefs = NULL;
+    /* With no clip selected the viewer shows the whole clip denoising. */
+    gtk_single_selection_set_selected (self->selection, GTK_INVALID_LIST_POSITION);
     kin_window_set_queue_paused (self, FALSE);
     break;
   case 4: /* the job runs to an end: a clip, or the engine's error shown in a toast */
-    if (t->job != NULL && !kin_job_is_finished (t->job) && t->waited++ < 1200)
+    if (t->job != NULL && !t->shot_live && kin_job_get_state (t->job) == KIN_JOB_RUNNING &&
+        kin_frame_stream_get_n_frames (kin_job_get_preview (t->job)) > 0 && kin_job_get_fraction (t->job) > 0.3) {
+      if (!shoot_try (t, GTK_WIDGET (self), "generating.png", 20 - t->live_tries++))
+        return G_SOURCE_CONTINUE;
+      t->shot_live = TRUE;
+      CHECK (self, g_strcmp0 (gtk_stack_get_visible_child_name (self->viewer_stack), "player") == 0 ||
+                   g_strcmp0 (gtk_stack_get_visible_child_name (self->viewer_stack), "live") == 0,
+             "the viewer stays usable while the job runs");
+      CHECK (self, kin_job_get_eta (t->job) >= 0, "the running job has an ETA (%.0f s)", kin_job_get_eta (t->job));
+    }
+    if (t->job != NULL && !kin_job_is_finished (t->job) && t->waited++ < 2400)
       return G_SOURCE_CONTINUE;
     if (t->job != NULL) {
       KinJobState s = kin_job_get_state (t->job);
@@ -184,9 +217,42 @@ step (gpointer data)
                "the new clip is in the timeline");
     }
     break;
-  case 5: /* the new clip plays */
+  case 5: /* extend the new clip: a conditioned job through the same queue */
+    if (t->job != NULL && kin_job_get_state (t->job) == KIN_JOB_DONE) {
+      g_clear_object (&t->job);
+      GAction *extend = g_action_map_lookup_action (G_ACTION_MAP (self), "clip-extend");
+      CHECK (self, extend && g_action_get_enabled (extend), "the new clip can be extended");
+      g_action_activate (extend, NULL);
+      guint n = g_list_model_get_n_items (G_LIST_MODEL (self->jobs));
+      t->job = n > 0 ? g_list_model_get_item (G_LIST_MODEL (self->jobs), n - 1) : NULL;
+      CHECK (self, t->job && kin_job_get_request (t->job)->cond == KIN_COND_EXTEND &&
+                   kin_job_get_request (t->job)->cond_latents != NULL,
+             "Extend queued a job conditioned on the clip's latents");
+    }
+    break;
+  case 6:
+    if (t->job != NULL && !kin_job_is_finished (t->job) && t->waited++ < 2400)
+      return G_SOURCE_CONTINUE;
+    if (t->job != NULL) {
+      CHECK (self, kin_job_get_state (t->job) == KIN_JOB_DONE, "the extension finished (%s)",
+             kin_job_get_status (t->job));
+      guint n = g_list_model_get_n_items (kin_project_get_clips (self->project));
+      CHECK (self, n == t->clips_before + 2, "the extension is in the timeline (%u clips)", n);
+      /* Delete it again: the timeline shrinks and an undo toast appears. */
+      g_action_group_activate_action (G_ACTION_GROUP (self), "clip-delete", NULL);
+      CHECK (self, g_list_model_get_n_items (kin_project_get_clips (self->project)) == n - 1,
+             "Delete takes the clip out of the timeline");
+    }
+    break;
+  case 7: /* the new clip plays */
     if (t->waited++ < 15)
       return G_SOURCE_CONTINUE;
+    {
+      GtkMediaStream *m = gtk_video_get_media_stream (self->video);
+      CHECK (self, m != NULL && gtk_media_stream_get_error (m) == NULL, "the new clip plays%s%s",
+             m && gtk_media_stream_get_error (m) ? ": " : "",
+             m && gtk_media_stream_get_error (m) ? gtk_media_stream_get_error (m)->message : "");
+    }
     shoot (t, GTK_WIDGET (self), "after-job.png");
     break;
   default:

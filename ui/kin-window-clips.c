@@ -72,12 +72,25 @@ update_clip_labels (KinWindow *self, KinProjectClip *clip)
   gtk_widget_set_tooltip_text (GTK_WIDGET (self->clip_title), kin_project_clip_get_prompt (clip));
   g_autofree char *len = kin_describe_length (kin_project_clip_get_frames (clip),
                                               kin_project_clip_get_fps (clip));
+  g_autofree char *seed = g_strdup_printf ("%" G_GUINT64_FORMAT, r->seed);
   /* TRANSLATORS: "426 × 240 · 2.0 s · 16 frames · seed 42 · 30 steps" */
-  g_autofree char *details = g_strdup_printf (_("%d × %d · %s · seed %" G_GUINT64_FORMAT " · %d steps"),
+  g_autofree char *details = g_strdup_printf (_("%d × %d · %s · seed %s · %d steps"),
                                               kin_project_clip_get_width (clip),
-                                              kin_project_clip_get_height (clip), len, r->seed,
+                                              kin_project_clip_get_height (clip), len, seed,
                                               r->steps);
   gtk_label_set_label (self->clip_details, details);
+}
+
+static void load_frames (KinWindow *self, KinProjectClip *clip);
+
+static void
+on_media_error (KinWindow *self, GParamSpec *pspec, GtkMediaStream *media)
+{
+  const GError *error = gtk_media_stream_get_error (media);
+  if (error == NULL || gtk_video_get_media_stream (self->video) != media || self->playing == NULL)
+    return;
+  g_message ("Playing the clip's frames instead of its video file: %s", error->message);
+  load_frames (self, self->playing);
 }
 
 void
@@ -101,11 +114,23 @@ kin_window_show_clip (KinWindow *self, KinProjectClip *clip)
   }
   update_clip_labels (self, clip);
   gtk_stack_set_visible_child_name (self->viewer_stack, "player");
-  g_autofree char *video = kin_project_clip_dup_video_path (clip);
+  g_autofree char *video = g_getenv ("KINORA_PLAY_FRAMES") ? NULL : kin_project_clip_dup_video_path (clip);
   if (video != NULL) {
-    gtk_video_set_filename (self->video, video); /* GStreamer through GtkMediaFile */
+    /* GStreamer through GtkMediaFile; should it fail (no media backend, no decoder), the PNG
+     * frames play instead. */
+    g_autoptr (GtkMediaStream) media = gtk_media_file_new_for_filename (video);
+    g_signal_connect_object (media, "notify::error", G_CALLBACK (on_media_error), self, G_CONNECT_SWAPPED);
+    gtk_media_stream_set_loop (media, TRUE);
+    gtk_video_set_media_stream (self->video, media);
+    gtk_media_stream_play (media);
     return;
   }
+  load_frames (self, clip);
+}
+
+static void
+load_frames (KinWindow *self, KinProjectClip *clip)
+{
   gtk_video_set_media_stream (self->video, NULL);
   LoadData *d = g_new0 (LoadData, 1);
   d->window = g_object_ref (self);
@@ -185,8 +210,12 @@ queue_conditioned (KinWindow *self, KinCondKind kind)
   if (!gtk_toggle_button_get_active (self->seed_lock_button))
     req.seed = g_random_int ();
   req.cond = kind;
+  req.sampler = KIN_SAMPLER_IDDPM; /* frame conditioning is defined for IDDPM only */
   req.cond_latents = latents;
+  req.cond_latent_channels = c;
   req.cond_latent_frames = t;
+  req.cond_latent_h = h;
+  req.cond_latent_w = w;
   g_autofree char *title = kind == KIN_COND_LOOP
                              ? g_strdup_printf (_("Loop: %s"), req.prompt)
                              : g_strdup_printf (_("Extension: %s"), req.prompt);
@@ -547,6 +576,9 @@ clip_delete (GSimpleAction *a, GVariant *p, gpointer data)
     on_delete_dismissed (NULL, d);
     return;
   }
+  guint n = g_list_model_get_n_items (kin_project_get_clips (self->project));
+  if (n > 0)
+    gtk_single_selection_set_selected (self->selection, MIN ((guint) d->position, n - 1));
   AdwToast *toast = adw_toast_new (_("Clip deleted"));
   adw_toast_set_button_label (toast, _("_Undo"));
   adw_toast_set_priority (toast, ADW_TOAST_PRIORITY_HIGH);

@@ -600,6 +600,7 @@ generate (GSimpleAction *action, GVariant *param, gpointer data)
   gtk_adjustment_set_value (self->seed_adjustment, (double) req.seed);
   if (self->image_rgb != NULL) {
     req.cond = KIN_COND_IMAGE;
+    req.sampler = KIN_SAMPLER_IDDPM; /* frame conditioning is defined for IDDPM only */
     req.cond_image = self->image_rgb;
     req.cond_image_w = self->image_w;
     req.cond_image_h = self->image_h;

@@ -9,7 +9,9 @@ int
 main (int argc, char **argv)
 {
   setlocale (LC_ALL, "");
-  bindtextdomain (GETTEXT_PACKAGE, KIN_LOCALEDIR);
+  /* KINORA_LOCALEDIR: translations of an uninstalled build (<build>/po). */
+  const char *localedir = g_getenv ("KINORA_LOCALEDIR");
+  bindtextdomain (GETTEXT_PACKAGE, localedir != NULL ? localedir : KIN_LOCALEDIR);
   bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
   textdomain (GETTEXT_PACKAGE);
   g_set_application_name (_("Kinora"));

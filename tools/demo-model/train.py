@@ -30,6 +30,7 @@ from models import T5Encoder, AutoencoderKL, STDiT2  # noqa: E402
 from util import Tokenizer, Diffusion, save_safetensors  # noqa: E402
 
 MAX_LEN = 64
+VAE_DOWN = 8  # 2 ** (len(block_out_channels) - 1)
 
 T5_CFG = dict(d_model=128, d_kv=32, d_ff=256, num_heads=4, num_layers=3,
               relative_attention_num_buckets=32, relative_attention_max_distance=128,
@@ -38,7 +39,7 @@ VAE_CFG = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_chann
                layers_per_block=1, norm_num_groups=4, act_fn="silu", sample_size=64,
                down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
                scaling_factor=None)
-DIT_CFG = dict(depth=3, hidden_size=192, num_heads=4, patch_size=[1, 2, 2], in_channels=4,
+DIT_CFG = dict(depth=3, hidden_size=144, num_heads=3, patch_size=[1, 2, 2], in_channels=4,
                caption_channels=128, model_max_length=MAX_LEN, mlp_ratio=4.0, qk_norm=True,
                input_sq_size=64, pred_sigma=True)
 
@@ -281,7 +282,7 @@ def stage_dit(args):
         run = loss.item() if run is None else 0.98 * run + 0.02 * loss.item()
         if step % 25 == 0:
             log("dit step %d loss %.4f (mse %.4f vb %.4f) run %.4f" % (step, loss.item(), mse.item(), vb.item(), run))
-        if step % 500 == 0:
+        if step % 100 == 0:
             torch.save({"dit": ema_dit.state_dict(), "t5": ema_t5.state_dict(), "step": step},
                        os.path.join(args.work, "dit.pt"))
     torch.save({"dit": ema_dit.state_dict(), "t5": ema_t5.state_dict(), "step": step},
@@ -327,7 +328,7 @@ def stage_export(args):
     os.makedirs(d, exist_ok=True)
     write_json(os.path.join(d, "config.json"),
                {"architectures": ["STDiT2"], "model_type": "stdit2", **DIT_CFG, "class_dropout_prob": 0.1,
-                "drop_path": 0.0, "input_size": [16, 8, 8], "enable_flash_attn": False,
+                "drop_path": 0.0, "input_size": [16, 64 // VAE_DOWN, 64 // VAE_DOWN], "enable_flash_attn": False,
                 "enable_layernorm_kernel": False, "torch_dtype": "float32"})
     sd = dict(ck["dit"])
     save_safetensors(os.path.join(d, "model.safetensors"), sd)
@@ -343,19 +344,23 @@ def main():
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("THREADS", "1")))
     ap.add_argument("--vocab", type=int, default=256)
-    ap.add_argument("--clips", type=int, default=3000)
-    ap.add_argument("--vae-minutes", type=float, default=8.0)
+    ap.add_argument("--clips", type=int, default=1200)
+    ap.add_argument("--vae-minutes", type=float, default=7.0)
     ap.add_argument("--vae-max-steps", type=int, default=10 ** 9)
     ap.add_argument("--vae-batch", type=int, default=16)
     ap.add_argument("--vae-lr", type=float, default=1e-3)
     ap.add_argument("--vae-crop", type=int, default=32)
     ap.add_argument("--vae-kl", type=float, default=1e-5)
-    ap.add_argument("--dit-minutes", type=float, default=25.0)
+    ap.add_argument("--dit-minutes", type=float, default=42.0)
     ap.add_argument("--dit-max-steps", type=int, default=10 ** 9)
-    ap.add_argument("--dit-batch", type=int, default=16)
+    ap.add_argument("--dit-batch", type=int, default=8)
     ap.add_argument("--dit-lr", type=float, default=1e-3)
+    ap.add_argument("--dit-hidden", type=int, default=DIT_CFG["hidden_size"])
+    ap.add_argument("--dit-depth", type=int, default=DIT_CFG["depth"])
+    ap.add_argument("--dit-heads", type=int, default=DIT_CFG["num_heads"])
     ap.add_argument("--ema", type=float, default=0.99)
     args = ap.parse_args()
+    DIT_CFG.update(hidden_size=args.dit_hidden, depth=args.dit_depth, num_heads=args.dit_heads)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     os.makedirs(args.work, exist_ok=True)

@@ -1,0 +1,42 @@
+/* kin-backend-cuda.h — the CUDA backend, loaded at run time from kinora-cuda.so.
+ *
+ * The module is looked for in $KIN_CUDA_MODULE_DIR, then the build tree, then the install
+ * directory.  Every reason for not having CUDA (module not built, a library missing, no driver,
+ * no device, an incompatible module) is a KIN_ENGINE_ERROR_NO_DEVICE error whose message says
+ * which; callers then use kin_backend_cpu().
+ *
+ * The backend is a process-wide singleton on device 0, like the CPU one; use it from one thread
+ * at a time (the engine thread).  Ops queue work on one CUDA stream; download() and
+ * synchronize() wait for it. */
+#pragma once
+
+#include "kin-backend.h"
+
+G_BEGIN_DECLS
+
+/* The CUDA backend, or NULL with KIN_ENGINE_ERROR_NO_DEVICE. */
+KinBackend *kin_backend_cuda (GError **error);
+
+/* TRUE for the backend kin_backend_cuda() returns. */
+gboolean    kin_backend_is_cuda (KinBackend *be);
+
+/* One line about the device: name, compute capability, memory, library versions. */
+const char *kin_backend_cuda_describe (KinBackend *be);
+
+typedef enum {
+  /* conv2d through cuDNN when it is installed (default TRUE); FALSE: im2col + cuBLAS */
+  KIN_CUDA_OPTION_CUDNN,
+  /* linear() with F16/BF16 weights: FALSE (default) rounds activations to the weight type and
+   * uses tensor cores with f32 accumulation (~1e-3 relative); TRUE widens the weights to f32
+   * (the CPU's arithmetic, within ~1e-6).  $KIN_CUDA_EXACT=1 sets it at start-up. */
+  KIN_CUDA_OPTION_EXACT_HALF,
+  /* attention kernel: 0 auto, 1 short-sequence, 2 flash, 3 cuBLAS (for tests) */
+  KIN_CUDA_OPTION_ATTENTION_PATH,
+  /* scratch budget in KiB for im2col and attention score bands (0 = default 256 MiB) */
+  KIN_CUDA_OPTION_SCRATCH_KIB,
+} KinCudaOption;
+
+/* Sets an option; FALSE when @be is not the CUDA backend or the value is refused. */
+gboolean    kin_backend_cuda_set_option (KinBackend *be, KinCudaOption option, int value);
+
+G_END_DECLS
