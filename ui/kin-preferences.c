@@ -268,6 +268,15 @@ kin_preferences_check (KinPreferences *self)
                              on_engine_described, g_object_ref (self));
 }
 
+const char *
+kin_preferences_get_folder_status (KinPreferences *self, const char *key)
+{
+  for (int i = 0; i < N_ROWS; i++)
+    if (g_strcmp0 (self->rows[i].key, key) == 0)
+      return adw_action_row_get_subtitle (self->rows[i].row);
+  return NULL;
+}
+
 gboolean
 kin_preferences_get_checking (KinPreferences *self)
 {

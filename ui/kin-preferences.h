@@ -15,6 +15,8 @@ KinPreferences *kin_preferences_new (KinApplication *app, GtkWindow *parent);
 void            kin_preferences_check (KinPreferences *self);
 /* TRUE while a check runs; the check's result line (NULL before the first check). */
 gboolean        kin_preferences_get_checking (KinPreferences *self);
+/* The feedback shown under a model folder row (@key: "vae-folder" …). */
+const char     *kin_preferences_get_folder_status (KinPreferences *self, const char *key);
 const char     *kin_preferences_get_check_result (KinPreferences *self, gboolean *ok);
 
 /* What a model folder holds, in one line for people ("STDiT2 · model.safetensors · 2.3 GB on

@@ -125,6 +125,12 @@ check_timeline (SelfTest *t)
   CHECK (self, g_strcmp0 (page, "player") == 0, "the player shows the clip (page %s)", page);
   CHECK (self, gtk_video_get_media_stream (self->video) != NULL, "the clip's frames are loaded");
   CHECK (self, gtk_action_bar_get_revealed (self->clip_bar), "clip actions are shown");
+  /* A frame of the clip becomes the image prompt, and goes again. */
+  g_action_group_activate_action (G_ACTION_GROUP (self), "clip-use-frame", NULL);
+  CHECK (self, self->image_rgb != NULL && self->image_w == kin_project_clip_get_width (kin_window_get_selected_clip (self)),
+         "a frame of the clip is the image prompt");
+  g_action_group_activate_action (G_ACTION_GROUP (self), "clear-image", NULL);
+  CHECK (self, self->image_rgb == NULL, "the image prompt can be removed");
 }
 
 static void
@@ -168,6 +174,11 @@ step (gpointer data)
     if (t->waited++ < 8)
       return G_SOURCE_CONTINUE;
     shoot (t, GTK_WIDGET (self), "main-window.png");
+    /* One folder set by hand, to see its validation line. */
+    if (g_getenv ("KINORA_DEMO_PACK") != NULL) {
+      g_autofree char *vae = g_build_filename (g_getenv ("KINORA_DEMO_PACK"), "vae", NULL);
+      g_settings_set_string (self->settings, "vae-folder", vae);
+    }
     t->prefs = GTK_WINDOW (kin_preferences_new (KIN_APPLICATION (gtk_window_get_application (GTK_WINDOW (self))),
                                                 GTK_WINDOW (self)));
     gtk_window_present (t->prefs);
@@ -186,6 +197,9 @@ step (gpointer data)
       const char *result = kin_preferences_get_check_result (KIN_PREFERENCES (t->prefs), &ok);
       CHECK (self, ok && result && *result, "the model check describes the models: %s",
              result ? result : "(no answer)");
+      const char *vae = kin_preferences_get_folder_status (KIN_PREFERENCES (t->prefs), "vae-folder");
+      CHECK (self, g_getenv ("KINORA_DEMO_PACK") == NULL || (vae && strstr (vae, "tensors")),
+             "the VAE folder row says what it holds: %s", vae ? vae : "");
     }
     shoot (t, GTK_WIDGET (t->prefs), "preferences.png");
     gtk_window_destroy (t->prefs);

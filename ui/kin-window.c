@@ -393,6 +393,7 @@ on_running_notify (KinWindow *self)
 
 typedef struct {
   KinWindow *window;
+  KinProject *project;       /* the project the job was made for, even if the window moves on */
   KinJob *job;
   KinClip *clip;
 } SaveData;
@@ -401,6 +402,7 @@ static void
 save_data_free (SaveData *d)
 {
   g_object_unref (d->window);
+  g_object_unref (d->project);
   g_object_unref (d->job);
   kin_clip_free (d->clip);
   g_free (d);
@@ -421,7 +423,7 @@ write_clip_thread (GTask *task, gpointer source, gpointer data, GCancellable *ca
   SaveData *d = data;
   GError *error = NULL;
   gboolean video = g_getenv ("KINORA_NO_VIDEO_FILES") == NULL;
-  KinProjectClip *clip = kin_project_write_clip (d->window->project, d->clip,
+  KinProjectClip *clip = kin_project_write_clip (d->project, d->clip,
                                                  video ? write_clip_video : NULL, NULL, &error);
   if (clip == NULL)
     g_task_return_error (task, error);
@@ -461,7 +463,7 @@ on_clip_written (GObject *source, GAsyncResult *result, gpointer data)
   KinWindow *self = d->window;
   g_autoptr (GError) error = NULL;
   g_autoptr (KinProjectClip) clip = g_task_propagate_pointer (G_TASK (result), &error);
-  if (clip == NULL || !kin_project_append_clip (self->project, clip, &error)) {
+  if (clip == NULL || !kin_project_append_clip (d->project, clip, &error)) {
     kin_job_set_state (d->job, KIN_JOB_FAILED);
     kin_job_set_status (d->job, error->message);
     kin_window_show_error (self, _("The Clip Could Not Be Saved"), error);
@@ -474,7 +476,8 @@ on_clip_written (GObject *source, GAsyncResult *result, gpointer data)
     kin_job_set_state (d->job, KIN_JOB_DONE);
     kin_job_set_status (d->job, took);
     guint pos = 0;
-    if (g_list_store_find (G_LIST_STORE (kin_project_get_clips (self->project)), clip, &pos) &&
+    if (d->project == self->project &&
+        g_list_store_find (G_LIST_STORE (kin_project_get_clips (self->project)), clip, &pos) &&
         !gtk_widget_get_visible (GTK_WIDGET (self->history_popover))) {
       self->playing = NULL; /* the new clip takes over the viewer */
       gtk_single_selection_set_selected (self->selection, pos);
@@ -510,6 +513,7 @@ on_generated (GObject *source, GAsyncResult *result, gpointer data)
   kin_job_set_status (job, _("Saving the clip…"));
   SaveData *d = g_new0 (SaveData, 1);
   d->window = g_object_ref (self);
+  d->project = g_object_ref (self->project);
   d->job = g_object_ref (job);
   d->clip = clip;
   g_autoptr (GTask) task = g_task_new (NULL, NULL, on_clip_written, NULL);
