@@ -66,18 +66,30 @@ cpu_linear (KinBackend *be, KinTensor *y, const KinTensor *x, const KinTensor *w
     return;
   }
   const float *wf = CF (w);
-  float *scratch = NULL;
   if (w->dtype != KIN_DTYPE_F32) {
-    scratch = malloc ((size_t) in * out * sizeof (float));
+    /* widen into a per-thread scratch that only grows: no page faults and zeroing per call */
+    static __thread float *scratch = NULL;
+    static __thread size_t scratch_n = 0;
+    size_t n = (size_t) in * out;
+    if (n > scratch_n) {
+      free (scratch);
+      scratch = malloc (n * sizeof (float));
+      scratch_n = scratch ? n : 0;
+    }
     if (scratch == NULL) {
       kin_backend_set_error (be, KIN_ENGINE_ERROR_OUT_OF_MEMORY, "linear: out of memory widening weights");
       return;
     }
-    if (!kin_convert_to_f32 (scratch, w->data, w->dtype, (size_t) in * out)) {
-      free (scratch);
+    if (w->dtype != KIN_DTYPE_F16 && w->dtype != KIN_DTYPE_BF16) {
       kin_backend_set_error (be, KIN_ENGINE_ERROR_BAD_INPUT, "linear: weight dtype %s unsupported",
                              kin_dtype_name (w->dtype));
       return;
+    }
+    const size_t chunk = 1 << 16;
+#pragma omp parallel for schedule(static)
+    for (size_t c = 0; c < (n + chunk - 1) / chunk; c++) {
+      size_t off = c * chunk, len = MIN (chunk, n - off);
+      kin_convert_to_f32 (scratch + off, (const uint16_t *) w->data + off, w->dtype, len);
     }
     wf = scratch;
   }
@@ -93,7 +105,6 @@ cpu_linear (KinBackend *be, KinTensor *y, const KinTensor *x, const KinTensor *w
   if (rows > 0 && out > 0)
     cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (blasint) rows, (blasint) out, (blasint) in,
                  1.0f, CF (x), (blasint) in, wf, (blasint) in, beta, yf, (blasint) out);
-  free (scratch);
 }
 
 static void

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <gio/gio.h>
 #include <glib/gstdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <json-glib/json-glib.h>
 #include <stdio.h>
@@ -248,6 +249,7 @@ kin_safetensors_write (const char *path, guint n, const char *const *names,
                  g_strerror (errno));
     return FALSE;
   }
+  fchmod (fd, 0644); /* g_mkstemp creates 0600; a weight file is not a secret */
   FILE *f = fdopen (fd, "wb");
   guint8 len8[8];
   for (int i = 0; i < 8; i++)

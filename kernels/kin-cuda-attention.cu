@@ -332,6 +332,7 @@ prepare_lens (KinCudaCtx *ctx, const KinCudaAttention *d, const int32_t **dev)
     ctx->lens_count = 0;
     ctx->lens_cap = 0;
     if (ctx->lens_dev != NULL) {
+      CUDA_TRY (cudaStreamSynchronize (ctx->stream));
       CUDA_TRY (cudaFree (ctx->lens_dev));
       ctx->lens_dev = NULL;
     }

@@ -67,8 +67,10 @@ kin_cuda_workspace (KinCudaCtx *ctx, size_t bytes, void **out)
     *out = ctx->ws;
     return KIN_CUDA_OK;
   }
-  // cudaFree waits for the device, so kernels still reading the old workspace finish first.
+  // kernels still reading the old workspace must finish first (cudaFree waits for the device
+  // too, but the stream is non-blocking: say it explicitly)
   if (ctx->ws != NULL) {
+    CUDA_TRY (cudaStreamSynchronize (ctx->stream));
     CUDA_TRY (cudaFree (ctx->ws));
     ctx->ws = NULL;
     ctx->ws_size = 0;
@@ -207,9 +209,11 @@ mem_alloc (KinCudaCtx *ctx, size_t bytes)
 static int
 mem_free (KinCudaCtx *ctx, void *p)
 {
-  // cudaFree synchronises with the device, so queued kernels using @p complete first.
-  if (p != NULL)
+  // queued kernels may still use @p: let the stream drain first
+  if (p != NULL) {
+    CUDA_TRY (cudaStreamSynchronize (ctx->stream));
     CUDA_TRY (cudaFree (p));
+  }
   return KIN_CUDA_OK;
 }
 

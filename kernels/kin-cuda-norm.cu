@@ -91,7 +91,7 @@ kin_cuda_rms_norm (KinCudaCtx *ctx, float *y, const float *x, const float *w, in
 // --- group norm ---
 
 // One block per (sample, group); the group's cg channels are contiguous: cg*hw values.
-__global__ void
+__global__ void __launch_bounds__ (GROUP_THREADS)
 k_group_norm (float *y, const float *x, const float *w, const float *b, int64_t c, int64_t hw,
               int groups, float eps, int silu)
 {

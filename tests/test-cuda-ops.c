@@ -139,7 +139,7 @@ test_linear (void)
       g_autoptr (Pair) x = pair_r (R * I), w = pair_r (O * I), b = pair_r (O), y = pair_r (R * O);
       cpu->linear (cpu, y->c, x->c, w->c, with_bias ? b->c : NULL, R, I, O);
       gpu->linear (gpu, y->g, x->g, w->g, with_bias ? b->g : NULL, R, I, O);
-      g_autofree char *what = g_strdup_printf ("linear %" G_GINT64_FORMAT "×%" G_GINT64_FORMAT "×%" G_GINT64_FORMAT " bias %d", R, I, O, with_bias);
+      g_autofree char *what = g_strdup_printf ("linear %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT "x%" G_GINT64_FORMAT " bias %d", R, I, O, with_bias);
       expect_close (what, y, TOL);
     }
   }
@@ -158,7 +158,7 @@ test_linear_half (void)
         g_autoptr (Pair) x = pair_r (R * I), w = pair_half (dt, O * I), b = pair_r (O), y = pair_r (R * O);
         cpu->linear (cpu, y->c, x->c, w->c, b->c, R, I, O);
         gpu->linear (gpu, y->g, x->g, w->g, b->g, R, I, O);
-        g_autofree char *what = g_strdup_printf ("linear %s exact %d %" G_GINT64_FORMAT "×%" G_GINT64_FORMAT "×%" G_GINT64_FORMAT,
+        g_autofree char *what = g_strdup_printf ("linear %s exact %d %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT "x%" G_GINT64_FORMAT,
                                                  kin_dtype_name (dt), exact, R, I, O);
         expect_close (what, y, exact ? TOL : 1e-2);
       }
@@ -208,11 +208,11 @@ test_norms (void)
       const Pair *pw = affine ? w : NULL, *pb = affine == 2 ? b : NULL;
       cpu->layer_norm (cpu, y->c, x->c, C (pw), C (pb), R, D, 1e-6f);
       gpu->layer_norm (gpu, y->g, x->g, G (pw), G (pb), R, D, 1e-6f);
-      g_autofree char *what = g_strdup_printf ("layer_norm %" G_GINT64_FORMAT "×%" G_GINT64_FORMAT " affine %d", R, D, affine);
+      g_autofree char *what = g_strdup_printf ("layer_norm %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT " affine %d", R, D, affine);
       expect_close (what, y, TOL);
       cpu->rms_norm (cpu, y->c, x->c, C (pw), R, D, 1e-6f);
       gpu->rms_norm (gpu, y->g, x->g, G (pw), R, D, 1e-6f);
-      g_autofree char *what2 = g_strdup_printf ("rms_norm %" G_GINT64_FORMAT "×%" G_GINT64_FORMAT " w %d", R, D, affine != 0);
+      g_autofree char *what2 = g_strdup_printf ("rms_norm %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT " w %d", R, D, affine != 0);
       expect_close (what2, y, TOL);
     }
   }
@@ -442,7 +442,7 @@ test_group_norm (void)
       for (int silu = 0; silu < 2; silu++) {
         cpu->group_norm (cpu, y->c, x->c, affine ? w->c : NULL, affine ? b->c : NULL, N, Ch, HW, groups, 1e-6f, silu);
         gpu->group_norm (gpu, y->g, x->g, affine ? w->g : NULL, affine ? b->g : NULL, N, Ch, HW, groups, 1e-6f, silu);
-        g_autofree char *what = g_strdup_printf ("group_norm %" G_GINT64_FORMAT "×%" G_GINT64_FORMAT "×%" G_GINT64_FORMAT " groups %d affine %d silu %d",
+        g_autofree char *what = g_strdup_printf ("group_norm %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT "x%" G_GINT64_FORMAT " groups %d affine %d silu %d",
                                                  N, Ch, HW, groups, affine, silu);
         expect_close (what, y, TOL);
       }
