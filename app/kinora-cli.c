@@ -130,6 +130,7 @@ usage (void)
 int
 main (int argc, char **argv)
 {
+  kin_backend_cpu_prepare_process (argv);
   if (argc < 2) {
     usage ();
     return 2;

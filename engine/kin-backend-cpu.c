@@ -9,6 +9,11 @@
 #include <math.h>
 #include <omp.h>
 #include <string.h>
+#include <unistd.h>
+
+/* Below this many elements (or multiply-adds) an op runs on one thread: waking the team costs
+ * more than it saves, and on a busy machine idle threads spin. */
+#define KIN_OMP_MIN_WORK 32768
 
 #define F(t) ((float *) (t)->data)
 #define CF(t) ((const float *) (t)->data)
@@ -86,7 +91,7 @@ cpu_linear (KinBackend *be, KinTensor *y, const KinTensor *x, const KinTensor *w
       return;
     }
     const size_t chunk = 1 << 16;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > KIN_OMP_MIN_WORK)
     for (size_t c = 0; c < (n + chunk - 1) / chunk; c++) {
       size_t off = c * chunk, len = MIN (chunk, n - off);
       kin_convert_to_f32 (scratch + off, (const uint16_t *) w->data + off, w->dtype, len);
@@ -97,7 +102,7 @@ cpu_linear (KinBackend *be, KinTensor *y, const KinTensor *x, const KinTensor *w
   float beta = 0.0f;
   if (bias != NULL) {
     const float *b = CF (bias);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * out > KIN_OMP_MIN_WORK)
     for (int64_t r = 0; r < rows; r++)
       memcpy (yf + r * out, b, out * sizeof (float));
     beta = 1.0f;
@@ -122,7 +127,7 @@ cpu_matmul (KinBackend *be, KinTensor *c, const KinTensor *a, const KinTensor *b
                  m, n, k, alpha, CF (a), lda, CF (b), ldb, 0.0f, F (c), n);
     return;
   }
-#pragma omp parallel for schedule(dynamic)
+#pragma omp parallel for schedule(dynamic) if ((int64_t) batch * m * n * k > KIN_OMP_MIN_WORK)
   for (int i = 0; i < batch; i++)
     cblas_sgemm (CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
                  m, n, k, alpha, CF (a) + i * stride_a, lda, CF (b) + i * stride_b, ldb, 0.0f,
@@ -139,7 +144,7 @@ cpu_layer_norm (KinBackend *be, KinTensor *y, const KinTensor *x, const KinTenso
       !check_f32 (be, "layer_norm", w, dim) || !check_f32 (be, "layer_norm", b, dim))
     return;
   const float *wf = w ? CF (w) : NULL, *bf = b ? CF (b) : NULL;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * dim > KIN_OMP_MIN_WORK)
   for (int64_t r = 0; r < rows; r++) {
     const float *xr = CF (x) + r * dim;
     float *yr = F (y) + r * dim;
@@ -173,7 +178,7 @@ cpu_rms_norm (KinBackend *be, KinTensor *y, const KinTensor *x, const KinTensor 
       !check_f32 (be, "rms_norm", w, dim))
     return;
   const float *wf = w ? CF (w) : NULL;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * dim > KIN_OMP_MIN_WORK)
   for (int64_t r = 0; r < rows; r++) {
     const float *xr = CF (x) + r * dim;
     float *yr = F (y) + r * dim;
@@ -198,7 +203,7 @@ cpu_modulate (KinBackend *be, KinTensor *y, const KinTensor *x, const KinTensor 
       !check_f32 (be, "modulate", shift, shift_offset + (groups - 1) * sstride + dim) ||
       !check_f32 (be, "modulate", scale, scale_offset + (groups - 1) * sstride + dim))
     return;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (n > KIN_OMP_MIN_WORK)
   for (int64_t g = 0; g < groups; g++)
     for (int64_t r = 0; r < rows; r++) {
       const float *sh = CF (shift) + shift_offset + g * sstride;
@@ -218,7 +223,7 @@ cpu_gate_add (KinBackend *be, KinTensor *x, const KinTensor *y, const KinTensor 
   if (be->error || !check_f32 (be, "gate_add", x, n) || !check_f32 (be, "gate_add", y, n) ||
       !check_f32 (be, "gate_add", gate, gate ? gate_offset + (groups - 1) * gstride + dim : 0))
     return;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (n > KIN_OMP_MIN_WORK)
   for (int64_t g = 0; g < groups; g++)
     for (int64_t r = 0; r < rows; r++) {
       const float *gt = gate ? CF (gate) + gate_offset + g * gstride : NULL;
@@ -250,7 +255,7 @@ cpu_gelu_tanh (KinBackend *be, KinTensor *y, const KinTensor *x)
     return;
   const float k0 = 0.7978845608028654f; /* sqrt(2/pi) */
   int64_t n = kin_tensor_numel (x);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > KIN_OMP_MIN_WORK)
   for (int64_t i = 0; i < n; i++) {
     float v = CF (x)[i];
     F (y)[i] = 0.5f * v * (1.0f + tanhf (k0 * (v + 0.044715f * v * v * v)));
@@ -263,7 +268,7 @@ cpu_silu (KinBackend *be, KinTensor *y, const KinTensor *x)
   if (!check_unary (be, "silu", y, x))
     return;
   int64_t n = kin_tensor_numel (x);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > KIN_OMP_MIN_WORK)
   for (int64_t i = 0; i < n; i++) {
     float v = CF (x)[i];
     F (y)[i] = v / (1.0f + expf (-v));
@@ -296,7 +301,7 @@ cpu_softmax (KinBackend *be, KinTensor *y, const KinTensor *x, int64_t rows, int
 {
   if (be->error || !check_f32 (be, "softmax", x, rows * dim) || !check_f32 (be, "softmax", y, rows * dim))
     return;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * dim > KIN_OMP_MIN_WORK)
   for (int64_t r = 0; r < rows; r++)
     softmax_row (F (y) + r * dim, CF (x) + r * dim, dim);
 }
@@ -322,7 +327,7 @@ cpu_add (KinBackend *be, KinTensor *y, const KinTensor *a, const KinTensor *b)
   if (!check_binary (be, "add", y, a, b))
     return;
   int64_t n = kin_tensor_numel (a), nb = kin_tensor_numel (b);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > KIN_OMP_MIN_WORK)
   for (int64_t r = 0; r < n / nb; r++)
     for (int64_t i = 0; i < nb; i++)
       F (y)[r * nb + i] = CF (a)[r * nb + i] + CF (b)[i];
@@ -334,7 +339,7 @@ cpu_mul (KinBackend *be, KinTensor *y, const KinTensor *a, const KinTensor *b)
   if (!check_binary (be, "mul", y, a, b))
     return;
   int64_t n = kin_tensor_numel (a), nb = kin_tensor_numel (b);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > KIN_OMP_MIN_WORK)
   for (int64_t r = 0; r < n / nb; r++)
     for (int64_t i = 0; i < nb; i++)
       F (y)[r * nb + i] = CF (a)[r * nb + i] * CF (b)[i];
@@ -346,7 +351,7 @@ cpu_scale (KinBackend *be, KinTensor *y, const KinTensor *x, float alpha, float 
   if (!check_unary (be, "scale", y, x))
     return;
   int64_t n = kin_tensor_numel (x);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > KIN_OMP_MIN_WORK)
   for (int64_t i = 0; i < n; i++)
     F (y)[i] = alpha * CF (x)[i] + beta;
 }
@@ -377,7 +382,7 @@ cpu_attention (KinBackend *be, KinTensor *out, const KinTensor *q, const KinTens
   int64_t nqb = (LQ + ATTN_QBLOCK - 1) / ATTN_QBLOCK;
   int64_t jobs = B * H * nqb;
   gboolean failed = FALSE;
-#pragma omp parallel
+#pragma omp parallel if (B * H * LQ * LK * D > KIN_OMP_MIN_WORK)
   {
     float *scores = malloc ((size_t) ATTN_QBLOCK * LK * sizeof (float));
     if (scores == NULL) {
@@ -463,7 +468,7 @@ im2col_band (const float *x, float *cols, const KinConv2d *d, int oh0, int nrows
 {
   int64_t ncols = (int64_t) nrows * ow;
   int64_t kk = (int64_t) d->cin * d->kh * d->kw;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (kk * ncols > KIN_OMP_MIN_WORK)
   for (int64_t row = 0; row < kk; row++) {
     int c = (int) (row / (d->kh * d->kw)), ky = (int) (row / d->kw % d->kh), kx = (int) (row % d->kw);
     float *dst = cols + row * ncols;
@@ -532,7 +537,7 @@ cpu_conv2d (KinBackend *be, KinTensor *y, const KinTensor *x, const KinTensor *w
       }
     }
     if (bias) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t) d->cout * oh * ow > KIN_OMP_MIN_WORK)
       for (int co = 0; co < d->cout; co++) {
         float bv = CF (bias)[co];
         float *yc = yn + (int64_t) co * oh * ow;
@@ -561,7 +566,7 @@ cpu_group_norm (KinBackend *be, KinTensor *y, const KinTensor *x, const KinTenso
       !check_f32 (be, "group_norm", w, c) || !check_f32 (be, "group_norm", b, c))
     return;
   int64_t cg = c / groups;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (n * c * hw > KIN_OMP_MIN_WORK)
   for (int64_t i = 0; i < n; i++)
     for (int64_t g = 0; g < groups; g++) {
       const float *xg = CF (x) + (i * c + g * cg) * hw;
@@ -593,7 +598,7 @@ cpu_upsample_nearest2x (KinBackend *be, KinTensor *y, const KinTensor *x, int64_
 {
   if (be->error || !check_f32 (be, "upsample", x, nc * h * w) || !check_f32 (be, "upsample", y, nc * h * w * 4))
     return;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (nc * h * w * 4 > KIN_OMP_MIN_WORK)
   for (int64_t p = 0; p < nc; p++)
     for (int64_t oy = 0; oy < 2 * h; oy++) {
       const float *src = CF (x) + (p * h + oy / 2) * w;
@@ -617,7 +622,7 @@ cpu_rope (KinBackend *be, KinTensor *x, int64_t x_offset, int64_t stride, int64_
   if (!check_f32 (be, "rope x", x, x_offset + (batch * len - 1) * stride + (int64_t) heads * head_dim) ||
       !check_f32 (be, "rope cos", cos_t, len * half) || !check_f32 (be, "rope sin", sin_t, len * half))
     return;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (batch * len * heads * head_dim > KIN_OMP_MIN_WORK)
   for (int64_t b = 0; b < batch; b++)
     for (int64_t l = 0; l < len; l++) {
       float *row = F (x) + x_offset + (b * len + l) * stride;
@@ -662,7 +667,7 @@ cpu_permute (KinBackend *be, KinTensor *y, const KinTensor *x, int ndim, const i
   }
   int64_t inner = ydims[ndim - 1], inner_stride = ystride_src[ndim - 1];
   int64_t outer = n / MAX (inner, 1);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > KIN_OMP_MIN_WORK)
   for (int64_t o = 0; o < outer; o++) {
     int64_t rem = o, src = 0;
     for (int i = ndim - 2; i >= 0; i--) {
@@ -727,4 +732,15 @@ kin_backend_cpu_set_threads (int n)
     n = omp_get_num_procs ();
   omp_set_num_threads (n);
   openblas_set_num_threads (n);
+}
+
+void
+kin_backend_cpu_prepare_process (char **argv)
+{
+  if (g_getenv ("OMP_WAIT_POLICY") != NULL || g_getenv ("KIN_NO_REEXEC") != NULL)
+    return;
+  g_setenv ("OMP_WAIT_POLICY", "passive", TRUE);
+  g_setenv ("KIN_NO_REEXEC", "1", TRUE); /* never loop, even if exec fails oddly */
+  execv ("/proc/self/exe", argv);
+  /* exec failed (no /proc?): carry on with libgomp's default policy */
 }

@@ -143,6 +143,12 @@ KinTensor *kin_tensor_from_host_f32 (KinBackend *be, const float *data, int ndim
 /* Copies a tensor's data (any backend, must be F32) to a new host array of numel floats. */
 float     *kin_tensor_to_host_f32 (const KinTensor *t);
 
+/* Call first thing in main(): makes OpenMP threads sleep instead of spin while they wait
+ * (OMP_WAIT_POLICY=passive), unless the user chose a policy.  libgomp reads its environment when
+ * it loads, so this re-executes the program once with the variable set.  Spinning workers cost
+ * up to 10× in wall time on a machine whose cores are busy with anything else. */
+void      kin_backend_cpu_prepare_process (char **argv);
+
 /* Sets the number of threads the CPU backend uses (0 = all cores). */
 void      kin_backend_cpu_set_threads (int n);
 

@@ -157,7 +157,7 @@ kin_iddpm_p_sample (const KinIddpmSchedule *s, int i, int batch, int channels, s
   const float max_log = (float) s->log_betas[i];
   const float min_log = (float) s->posterior_log_variance_clipped[i];
   const float nonzero = i != 0 ? 1.0f : 0.0f;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t) batch * channels * spatial > 32768)
   for (int b = 0; b < batch; b++)
     for (int c = 0; c < channels; c++) {
       const float *xs = x + ((size_t) b * channels + c) * spatial;

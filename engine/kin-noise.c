@@ -43,7 +43,7 @@ void
 kin_noise_at (uint64_t seed, uint64_t first_block, float *out, size_t n)
 {
   size_t nb = (n + 3) / 4;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (nb > 8192)
   for (size_t b = 0; b < nb; b++) {
     float v[4];
     block_normals (seed, first_block + b, v);

@@ -236,40 +236,48 @@ list_resnet (ConvList *cl, int n, int cin, int cout, int h, int w)
     list_conv (cl, n, cin, cout, 1, h, w);
 }
 
+/* Decoder pieces for an h×w latent: the trunk (post_quant_conv, conv_in, mid block) when
+ * @trunk, up blocks [@first, @last) at their own resolution, and the output layers when @out. */
 static void
-list_decoder (const KinVaeConfig *cfg, int n, int h, int w, ConvList *cl)
+list_decoder (const KinVaeConfig *cfg, int n, int h, int w, gboolean trunk, int first, int last,
+              gboolean out, ConvList *cl)
 {
   const int *boc = cfg->block_out_channels;
   int nb = cfg->n_blocks, c = boc[nb - 1];
-  if (cfg->use_post_quant_conv)
-    list_conv (cl, n, cfg->latent_channels, cfg->latent_channels, 1, h, w);
-  list_conv (cl, n, cfg->latent_channels, c, 3, h, w);
-  list_resnet (cl, n, c, c, h, w);
-  if (cfg->mid_block_add_attention) {
-    double hw = (double) h * w;
-    cl->flops += n * (4 * 2.0 * hw * c * c + 2 * 2.0 * hw * hw * c);
+  if (trunk) {
+    if (cfg->use_post_quant_conv)
+      list_conv (cl, n, cfg->latent_channels, cfg->latent_channels, 1, h, w);
+    list_conv (cl, n, cfg->latent_channels, c, 3, h, w);
+    list_resnet (cl, n, c, c, h, w);
+    if (cfg->mid_block_add_attention) {
+      double hw = (double) h * w;
+      cl->flops += n * (4 * 2.0 * hw * c * c + 2 * 2.0 * hw * hw * c);
+    }
+    list_resnet (cl, n, c, c, h, w);
   }
-  list_resnet (cl, n, c, c, h, w);
   for (int i = 0; i < nb; i++) {
     int cout = boc[nb - 1 - i];
     for (int j = 0; j < cfg->layers_per_block + 1; j++) {
-      list_resnet (cl, n, c, cout, h, w);
+      if (i >= first && i < last)
+        list_resnet (cl, n, c, cout, h, w);
       c = cout;
     }
     if (i < nb - 1) {
       h *= 2;
       w *= 2;
-      list_conv (cl, n, c, c, 3, h, w);
+      if (i >= first && i < last)
+        list_conv (cl, n, c, c, 3, h, w);
     }
   }
-  list_conv (cl, n, boc[0], cfg->out_channels, 3, h, w);
+  if (out)
+    list_conv (cl, n, boc[0], cfg->out_channels, 3, h, w);
 }
 
 int
 kin_vae_decoder_convs (const KinVaeConfig *cfg, int n, int h, int w, KinConv2d *out, int max)
 {
   ConvList cl = { out, out ? max : 0, 0, 0 };
-  list_decoder (cfg, n, h, w, &cl);
+  list_decoder (cfg, n, h, w, TRUE, 0, cfg->n_blocks, TRUE, &cl);
   return cl.count;
 }
 
@@ -277,6 +285,20 @@ double
 kin_vae_decoder_flops (const KinVaeConfig *cfg, int n, int h, int w)
 {
   ConvList cl = { NULL, 0, 0, 0 };
-  list_decoder (cfg, n, h, w, &cl);
+  list_decoder (cfg, n, h, w, TRUE, 0, cfg->n_blocks, TRUE, &cl);
   return cl.flops;
+}
+
+double
+kin_vae_decoder_tiled_flops (const KinVaeConfig *cfg, int n, int h, int w, const KinVaeTiling *tiling)
+{
+  KinVaeTilePlan plan;
+  if (!kin_vae_tile_plan (cfg, n, h, w, tiling, &plan))
+    return kin_vae_decoder_flops (cfg, n, h, w);
+  int k = plan.untiled_stages, tiles = plan.tiles_y * plan.tiles_x;
+  ConvList once = { NULL, 0, 0, 0 }, per_tile = { NULL, 0, 0, 0 };
+  if (k >= 0)
+    list_decoder (cfg, n, h, w, TRUE, 0, k, FALSE, &once);
+  list_decoder (cfg, n, plan.tile_h, plan.tile_w, k < 0, MAX (k, 0), cfg->n_blocks, TRUE, &per_tile);
+  return once.flops + tiles * per_tile.flops;
 }

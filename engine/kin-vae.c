@@ -1437,6 +1437,33 @@ decode_tiles (KinVae *vae, const KinTensor *src, int k, const int *ys, int ny, c
   return TRUE;
 }
 
+/* Tile edge and overlap in latent pixels; FALSE when one tile covers the frame. */
+static gboolean
+tile_size (const KinVaeTiling *tiling, int h, int w, int *tile, int *overlap)
+{
+  *tile = tiling && tiling->tile > 0 ? tiling->tile : 32;
+  *overlap = tiling && tiling->overlap > 0 ? tiling->overlap : *tile / 4;
+  *overlap = CLAMP (*overlap, 0, *tile - 1);
+  return h > *tile || w > *tile;
+}
+
+gboolean
+kin_vae_tile_plan (const KinVaeConfig *cfg, int n, int h, int w, const KinVaeTiling *tiling,
+                   KinVaeTilePlan *plan)
+{
+  int tile, overlap;
+  memset (plan, 0, sizeof *plan);
+  if (!tile_size (tiling, h, w, &tile, &overlap))
+    return FALSE;
+  g_autofree int *ys = NULL, *xs = NULL;
+  plan->tiles_y = tile_starts (h, tile, overlap, &ys);
+  plan->tiles_x = tile_starts (w, tile, overlap, &xs);
+  plan->tile_h = MIN (tile, h);
+  plan->tile_w = MIN (tile, w);
+  plan->untiled_stages = untiled_stages (cfg, n, h, w, tiling ? tiling->trunk_mib : 0);
+  return TRUE;
+}
+
 KinTensor *
 kin_vae_decode_frames_tiled (KinVae *vae, const KinTensor *z, const KinVaeTiling *tiling,
                              GError **error)
@@ -1444,11 +1471,9 @@ kin_vae_decode_frames_tiled (KinVae *vae, const KinTensor *z, const KinVaeTiling
   const KinVaeConfig *cfg = &vae->cfg;
   if (!check_decoder_input (vae, z, error))
     return NULL;
-  int tile = tiling && tiling->tile > 0 ? tiling->tile : 32;
-  int overlap = tiling && tiling->overlap > 0 ? tiling->overlap : tile / 4;
-  overlap = CLAMP (overlap, 0, tile - 1);
+  int tile, overlap;
   int h = (int) z->shape[2], w = (int) z->shape[3], f = kin_vae_config_factor (cfg);
-  if (h <= tile && w <= tile)
+  if (!tile_size (tiling, h, w, &tile, &overlap))
     return kin_vae_decode_frames (vae, z, error);
   int64_t N = z->shape[0], C = cfg->out_channels, H = (int64_t) h * f, W = (int64_t) w * f;
   g_autofree int *ys = NULL, *xs = NULL;

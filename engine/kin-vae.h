@@ -124,6 +124,17 @@ typedef struct {
 KinTensor *kin_vae_decode_frames_tiled (KinVae *vae, const KinTensor *z, const KinVaeTiling *tiling,
                                         GError **error);
 
+typedef struct {
+  int untiled_stages;   /* −1: everything tiled; k ≥ 0: conv_in + mid block and up blocks < k in one pass */
+  int tiles_y, tiles_x; /* tile grid */
+  int tile_h, tile_w;   /* tile size in latent pixels */
+} KinVaeTilePlan;
+
+/* What kin_vae_decode_frames_tiled does for @n frames of an h×w latent; FALSE (plan zeroed) when
+ * one tile covers the frame and it decodes in one pass. */
+gboolean   kin_vae_tile_plan (const KinVaeConfig *cfg, int n, int h, int w, const KinVaeTiling *tiling,
+                              KinVaeTilePlan *plan);
+
 /* Host helpers for the posterior (spec §3.2), @moments [n, 2·latent, hw] (host f32).
  * _split: mean, clamp(logvar, −30, 20) and std = exp(logvar/2), each [n, latent, hw] (any may be
  * NULL).  kin_vae_posterior: out = (mean + std·noise) · scale, or mean · scale when @noise is
@@ -176,6 +187,9 @@ void       kin_vae_video_to_rgb8 (const float *video, int64_t b, int64_t t, int6
 int        kin_vae_decoder_convs (const KinVaeConfig *cfg, int n, int h, int w, KinConv2d *out, int max);
 /* Floating-point operations of one decode (convolutions + attention matmuls). */
 double     kin_vae_decoder_flops (const KinVaeConfig *cfg, int n, int h, int w);
+/* The same for kin_vae_decode_frames_tiled, overlaps included (the work actually done). */
+double     kin_vae_decoder_tiled_flops (const KinVaeConfig *cfg, int n, int h, int w,
+                                        const KinVaeTiling *tiling);
 
 /* A weight set with random values in @dialect's names (Conv/Linear N(0, 1/√fan_in), biases
  * N(0, 0.05), norms 1 + N(0, 0.1)), for tests and benches. */

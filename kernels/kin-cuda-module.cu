@@ -85,6 +85,31 @@ kin_cuda_workspace (KinCudaCtx *ctx, size_t bytes, void **out)
 
 // --- context ---
 
+__global__ void
+k_probe (int *p)
+{
+  if (p != NULL)
+    *p = 1;
+}
+
+// FALSE (and @msg) when this module holds no kernel image the device can run: then CUDA is
+// unavailable (the CPU takes over) rather than failing at the first op.
+static bool
+has_kernel_image (int device, char *msg, size_t msg_len)
+{
+  cudaFuncAttributes attr;
+  cudaError_t e = cudaFuncGetAttributes (&attr, k_probe);
+  if (e == cudaSuccess)
+    return true;
+  (void) cudaGetLastError ();
+  cudaDeviceProp prop;
+  memset (&prop, 0, sizeof prop);
+  cudaGetDeviceProperties (&prop, device);
+  snprintf (msg, msg_len, "kinora-cuda.so has no kernels for sm_%d%d (%s); rebuild with -Dgpu_arch=%d%d",
+            prop.major, prop.minor, cudaGetErrorString (e), prop.major, prop.minor);
+  return false;
+}
+
 static KinCudaCtx *
 ctx_init (int device, char *msg, size_t msg_len)
 {
@@ -101,6 +126,11 @@ ctx_init (int device, char *msg, size_t msg_len)
     e = cudaStreamCreateWithFlags (&ctx->stream, cudaStreamNonBlocking);
   if (e != cudaSuccess) {
     snprintf (msg, msg_len, "cannot use CUDA device %d: %s", device, cudaGetErrorString (e));
+    free (ctx);
+    return NULL;
+  }
+  if (!has_kernel_image (device, msg, msg_len)) {
+    cudaStreamDestroy (ctx->stream);
     free (ctx);
     return NULL;
   }

@@ -161,7 +161,7 @@ kin_golden_run_iddpm (KinGoldenCase *gc, GError **error)
   c.ar = cond_array (gc, "input.ar");
 
   /* initial latent: v1.0 draws z itself (draw 0); v1.1 is given input.z */
-  g_autofree float *z = NULL;
+  g_autofree float *z = NULL, *frame_mask = NULL, *sample = NULL;
   size_t zn = 0;
   if (kin_weights_contains (gc->tensors, "input.z")) {
     z = kin_golden_tensor_f32 (gc, "input.z", &zn, error);
@@ -181,14 +181,14 @@ kin_golden_run_iddpm (KinGoldenCase *gc, GError **error)
   if (z == NULL)
     goto fail;
   c.shape[0] = 2 * c.n;
-  g_autofree float *frame_mask = cond_array (gc, "input.frame_mask");
+  frame_mask = cond_array (gc, "input.frame_mask");
   KinIddpmRun run = {
     .n = c.n, .channels = (int) c.shape[1], .frames = (int) c.shape[2], .height = (int) c.shape[3],
     .width = (int) c.shape[4], .cfg_scale = cfg_scale, .cfg_channels = cfg_ch, .frame_mask = frame_mask,
     .model = run_model, .model_data = &c, .noise = replay_noise, .noise_data = &c,
     .trace = on_trace, .trace_data = &c,
   };
-  g_autofree float *sample = g_new (float, zn);
+  sample = g_new (float, zn);
   if (!kin_iddpm_sample (s, &run, z, sample, error))
     goto fail;
   if (!c.noise_ok)

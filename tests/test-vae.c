@@ -315,6 +315,26 @@ test_sizes (void)
     conv_flops += 2.0 * convs[i].cout * convs[i].h * convs[i].w * convs[i].cin * convs[i].kh * convs[i].kw;
   double attn = 4 * 2.0 * 1024 * 512 * 512 + 2 * 2.0 * 1024.0 * 1024 * 512;
   g_assert_cmpfloat (fabs (kin_vae_decoder_flops (&cfg, 1, 32, 32) - conv_flops - attn), <, 1.0);
+
+  /* the tile plan at 720p with the defaults: trunk and up block 0 in one pass (118 MiB between
+   * stages), then 4 × 7 tiles of 32 latents */
+  KinVaeTilePlan plan;
+  g_assert_false (kin_vae_tile_plan (&cfg, 1, 32, 32, NULL, &plan));
+  g_assert_cmpfloat (kin_vae_decoder_tiled_flops (&cfg, 1, 32, 32, NULL), ==,
+                     kin_vae_decoder_flops (&cfg, 1, 32, 32));
+  g_assert_true (kin_vae_tile_plan (&cfg, 1, 90, 160, NULL, &plan));
+  g_assert_cmpint (plan.untiled_stages, ==, 1);
+  g_assert_cmpint (plan.tiles_y, ==, 4);
+  g_assert_cmpint (plan.tiles_x, ==, 7);
+  g_assert_cmpint (plan.tile_h, ==, 32);
+  double untiled = kin_vae_decoder_flops (&cfg, 1, 90, 160);
+  double tiled = kin_vae_decoder_tiled_flops (&cfg, 1, 90, 160, NULL);
+  g_assert_cmpfloat (tiled, >, 1.5 * untiled);
+  g_assert_cmpfloat (tiled, <, 2.5 * untiled);
+  /* everything tiled: 28 whole 32×32 decodes */
+  KinVaeTiling all = { .trunk_mib = -1 };
+  g_assert_cmpfloat (fabs (kin_vae_decoder_tiled_flops (&cfg, 1, 90, 160, &all) -
+                           28 * kin_vae_decoder_flops (&cfg, 1, 32, 32)), <, 1e3);
   /* SD decoder at 256×256: about 620 GFLOP, most of it in the 256- and 128-channel convolutions
    * at full resolution (a sanity bound, not a reference value) */
   g_assert_cmpfloat (conv_flops, >, 5.5e11);

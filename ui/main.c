@@ -1,4 +1,5 @@
 /* main.c — the `kinora` desktop application. */
+#include "kin-backend.h"
 #include "kin-config.h"
 #include "kin-application.h"
 #include "kin-window.h"
@@ -8,6 +9,7 @@
 int
 main (int argc, char **argv)
 {
+  kin_backend_cpu_prepare_process (argv);
   setlocale (LC_ALL, "");
   /* KINORA_LOCALEDIR: translations of an uninstalled build (<build>/po). */
   const char *localedir = g_getenv ("KINORA_LOCALEDIR");
