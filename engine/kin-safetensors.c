@@ -169,6 +169,7 @@ kin_safetensors_load (KinWeights *ws, const char *path, GError **error)
                  local->message);
     return FALSE;
   }
+  kin_weights_note_source (ws, path);
   /* kept first: entries added before a later failure (a duplicate name) point into it */
   kin_weights_keep_mapping (ws, mf);
   return kin_safetensors_parse (ws, (const guint8 *) g_mapped_file_get_contents (mf),

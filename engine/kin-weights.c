@@ -128,8 +128,8 @@ kin_weights_source (KinWeights *ws)
   return ws->source ? ws->source : "(in memory)";
 }
 
-static void
-set_source (KinWeights *ws, const char *path)
+void
+kin_weights_note_source (KinWeights *ws, const char *path)
 {
   if (ws->source == NULL)
     ws->source = g_strdup (path);
@@ -261,7 +261,7 @@ kin_weights_add_file (KinWeights *ws, const char *path, GError **error)
   }
   const guint8 *data = (const guint8 *) g_mapped_file_get_contents (mf);
   size_t len = g_mapped_file_get_length (mf);
-  set_source (ws, path);
+  kin_weights_note_source (ws, path);
   if (len >= 4 && memcmp (data, "PK\x03\x04", 4) == 0)
     return kin_pth_load (ws, path, error);
   return kin_safetensors_load (ws, path, error);

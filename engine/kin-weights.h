@@ -66,6 +66,8 @@ void        kin_weights_warn_unused (KinWeights *ws, const char *what);
 gboolean    kin_weights_add_entry (KinWeights *ws, const char *name, KinDType dtype, int ndim,
                                    const int64_t *shape, const void *data, size_t nbytes,
                                    const char *file, GError **error);
+/* Records @path as where the set came from, unless a source is already known. */
+void        kin_weights_note_source (KinWeights *ws, const char *path);
 /* Keeps @mapping (a GMappedFile) or @bytes (GBytes) alive for the lifetime of the set. */
 void        kin_weights_keep_mapping (KinWeights *ws, GMappedFile *mapping);
 void        kin_weights_keep_bytes (KinWeights *ws, GBytes *bytes);

@@ -13,7 +13,6 @@ Stages (each cached in --work, re-run with --stages):
 import argparse
 import copy
 import json
-import math
 import os
 import shutil
 import subprocess
