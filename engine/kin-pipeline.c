@@ -53,7 +53,7 @@ kin_pipeline_default_paths (KinModelPaths *paths)
   const char *env = g_getenv ("KINORA_DEMO_PACK");
   g_autofree char *src = g_build_filename (KIN_SOURCE_DATADIR, "models", "kinora-demo", NULL);
   g_autofree char *inst = g_build_filename (KIN_PKGDATADIR, "models", "kinora-demo", NULL);
-  const char *cands[] = { env, inst, src };
+  const char *cands[] = { env, src, inst }; /* the source tree first: an uninstalled build never picks up a stale installed pack */
   for (guint i = 0; i < G_N_ELEMENTS (cands); i++) {
     if (cands[i] == NULL || !pack_complete (cands[i]))
       continue;
