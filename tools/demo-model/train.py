@@ -217,9 +217,18 @@ def frame_mask(rng, B, T):
     return torch.from_numpy(m)
 
 
+def focus_weights(caps, focus):
+    """Per-clip sampling weights: a fraction `focus` of the draws comes from the clips the prompt
+    following is measured on (black background, moving left/right/up/down), the rest uniformly."""
+    hit = np.array([(" moving " in c and c.endswith(" on a black background")) for c in caps])
+    w = np.full(len(caps), (1 - focus) / len(caps))
+    if focus > 0 and hit.any():
+        w[hit] += focus / hit.sum()
+    return w / w.sum()
+
+
 def stage_dit(args):
-    torch.manual_seed(args.seed + 2)
-    rng = np.random.default_rng(args.seed + 2)
+    ck_path = os.path.join(args.work, "dit.pt")
     lat = torch.from_numpy(np.load(os.path.join(args.work, "latents.npy")))
     with open(os.path.join(args.work, "captions.json")) as f:
         caps = json.load(f)
@@ -235,16 +244,43 @@ def stage_dit(args):
     params = [p for p in params if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.dit_lr, weight_decay=0.0, betas=(0.9, 0.99))
     ema_dit, ema_t5 = copy.deepcopy(dit), copy.deepcopy(t5)
+    step0 = 0
+    if args.resume and os.path.exists(ck_path):
+        ck = torch.load(ck_path)
+        step0 = int(ck["step"])
+        ema_dit.load_state_dict(ck["dit"])
+        ema_t5.load_state_dict(ck["t5"])
+        # older checkpoints hold only the EMA weights: continue from those with a fresh optimizer
+        dit.load_state_dict(ck.get("raw_dit", ck["dit"]))
+        t5.load_state_dict(ck.get("raw_t5", ck["t5"]))
+        if "opt" in ck:
+            opt.load_state_dict(ck["opt"])
+        log("dit: resumed from %s at step %d (%s)" % (ck_path, step0, "with optimizer state" if "opt" in ck
+                                                          else "EMA weights only, fresh AdamW"))
     for p in list(ema_dit.parameters()) + list(ema_t5.parameters()):
         p.requires_grad_(False)
+    # a resumed run draws other batches than the run it continues
+    torch.manual_seed(args.seed + 2 + step0)
+    rng = np.random.default_rng(args.seed + 2 + step0)
+    weights = focus_weights(caps, args.dit_focus)
     dif = Diffusion(1000)
     n = lat.shape[0]
     B = args.dit_batch
+    warm = args.dit_warmup if step0 == 0 or "opt" not in locals().get("ck", {}) else 1
     t_start = time.time()
     t_end = t_start + args.dit_minutes * 60
-    step, run = 0, None
-    while time.time() < t_end and step < args.dit_max_steps:
-        idx = torch.from_numpy(rng.choice(n, B, replace=False))
+    t_ckpt = t_start
+    todo = max(0, args.dit_max_steps - step0)
+
+    def save(step):
+        torch.save({"dit": ema_dit.state_dict(), "t5": ema_t5.state_dict(), "step": step,
+                    "raw_dit": dit.state_dict(), "raw_t5": t5.state_dict(), "opt": opt.state_dict()},
+                   ck_path + ".tmp")
+        os.replace(ck_path + ".tmp", ck_path)
+
+    k, run = 0, None
+    while time.time() < t_end and k < todo:
+        idx = torch.from_numpy(rng.choice(n, B, replace=False, p=weights))
         x0 = lat[idx]
         ym = masks[idx]
         y = t5(ids[idx], ym)
@@ -267,12 +303,13 @@ def stage_dit(args):
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
-        frac = max((time.time() - t_start) / (t_end - t_start), step / args.dit_max_steps)
-        lr = args.dit_lr * min(1.0, (step + 1) / 100) * (1 - 0.7 * frac)
+        frac = max((time.time() - t_start) / (t_end - t_start), k / todo)
+        lr = args.dit_lr * min(1.0, (k + 1) / warm) * (1 - (1 - args.dit_lr_end) * frac)
         for g in opt.param_groups:
             g["lr"] = lr
         opt.step()
-        step += 1
+        k += 1
+        step = step0 + k
         decay = min(args.ema, (1 + step) / (10 + step))
         with torch.no_grad():
             for m_e, m in ((ema_dit, dit), (ema_t5, t5)):
@@ -280,13 +317,13 @@ def stage_dit(args):
                     pe.mul_(decay).add_(p.detach(), alpha=1 - decay)
         run = loss.item() if run is None else 0.98 * run + 0.02 * loss.item()
         if step % 25 == 0:
-            log("dit step %d loss %.4f (mse %.4f vb %.4f) run %.4f" % (step, loss.item(), mse.item(), vb.item(), run))
-        if step % 100 == 0:
-            torch.save({"dit": ema_dit.state_dict(), "t5": ema_t5.state_dict(), "step": step},
-                       os.path.join(args.work, "dit.pt"))
-    torch.save({"dit": ema_dit.state_dict(), "t5": ema_t5.state_dict(), "step": step},
-               os.path.join(args.work, "dit.pt"))
-    log("dit: %d steps (batch %d)" % (step, B))
+            log("dit step %d loss %.4f (mse %.4f vb %.4f) run %.4f lr %.2e" % (
+                step, loss.item(), mse.item(), vb.item(), run, lr))
+        if step % 100 == 0 or time.time() - t_ckpt > args.ckpt_minutes * 60:
+            save(step)
+            t_ckpt = time.time()
+    save(step0 + k)
+    log("dit: %d steps this run, %d in all (batch %d)" % (k, step0 + k, B))
 
 
 # ------------------------------------------------------------------------------------------ export
@@ -358,6 +395,14 @@ def main():
     ap.add_argument("--dit-depth", type=int, default=DIT_CFG["depth"])
     ap.add_argument("--dit-heads", type=int, default=DIT_CFG["num_heads"])
     ap.add_argument("--ema", type=float, default=0.99)
+    ap.add_argument("--dit-warmup", type=int, default=100)
+    ap.add_argument("--dit-lr-end", type=float, default=0.3, help="final lr as a fraction of --dit-lr")
+    ap.add_argument("--dit-focus", type=float, default=0.0,
+                    help="fraction of the clips drawn from black-background left/right/up/down clips")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue the dit stage from WORK/dit.pt when it exists (--dit-max-steps counts "
+                         "all steps, so a finished run is not trained further)")
+    ap.add_argument("--ckpt-minutes", type=float, default=3.0)
     args = ap.parse_args()
     DIT_CFG.update(hidden_size=args.dit_hidden, depth=args.dit_depth, num_heads=args.dit_heads)
     torch.set_num_threads(args.threads)
