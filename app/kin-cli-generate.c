@@ -155,7 +155,7 @@ kin_cli_generate (int argc, char **argv)
   const char *cmd = argv[0];
   g_autofree char *prompt = NULL, *resolution = NULL, *aspect = NULL, *sampler = NULL, *output = NULL;
   g_autofree char *format = NULL, *transformer = NULL, *text_encoder = NULL, *vae = NULL, *image = NULL;
-  g_autofree char *from = NULL, *memory = NULL, *seed_s = NULL;
+  g_autofree char *from = NULL, *memory = NULL, *seed_s = NULL, *device = NULL;
   int height = 0, width = 0, frames = 0, fps = 0, steps = 0, cond_len = 0, threads = 0;
   double duration = -1, guidance = 0, strength = -1;
   gboolean json = FALSE, no_latents = FALSE, no_join = FALSE;
@@ -181,6 +181,7 @@ kin_cli_generate (int argc, char **argv)
     { "text-encoder", 0, 0, G_OPTION_ARG_FILENAME, &text_encoder, "T5 folder (default: demo pack)", "DIR" },
     { "vae", 0, 0, G_OPTION_ARG_FILENAME, &vae, "VAE folder (default: demo pack)", "DIR" },
     { "memory", 0, 0, G_OPTION_ARG_STRING, &memory, "balanced (default) or low", "MODE" },
+    { "device", 0, 0, G_OPTION_ARG_STRING, &device, "auto (default), cpu or cuda", "NAME" },
     { "threads", 0, 0, G_OPTION_ARG_INT, &threads, "CPU threads (default: all)", "N" },
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "Output file (.mp4, .webm, .gif, or a folder for PNGs)", "PATH" },
     { "format", 0, 0, G_OPTION_ARG_STRING, &format, "mp4, webm, png, gif (default: from the extension)", "NAME" },
@@ -276,7 +277,10 @@ kin_cli_generate (int argc, char **argv)
     json_event ("loading", NULL);
   else
     fprintf (stderr, "loading models…\n");
-  g_autoptr (KinPipeline) pipe = kin_pipeline_new (transformer ? &paths : NULL, kin_backend_cpu (), mm, &error);
+  KinBackend *be = kin_backend_for_device (device ? device : g_getenv ("KINORA_DEVICE"));
+  if (!json)
+    fprintf (stderr, "device: %s\n", be->name);
+  g_autoptr (KinPipeline) pipe = kin_pipeline_new (transformer ? &paths : NULL, be, mm, &error);
   if (pipe == NULL) {
     fail (&rep, error);
     return 1;

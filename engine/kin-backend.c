@@ -1,6 +1,7 @@
 /* kin-backend.c — backend-independent helpers: sticky errors and host transfers. */
 #include "kin-backend.h"
 #include "kin-error.h"
+#include "kin-backend-cuda.h"
 #include <stdarg.h>
 
 void
@@ -47,4 +48,20 @@ kin_tensor_to_host_f32 (const KinTensor *t)
   float *out = g_new (float, MAX (kin_tensor_numel (t), 1));
   t->backend->download (t->backend, out, t->data, kin_tensor_nbytes (t));
   return out;
+}
+
+KinBackend *
+kin_backend_for_device (const char *device)
+{
+  if (device != NULL && g_ascii_strcasecmp (device, "cpu") == 0)
+    return kin_backend_cpu ();
+  g_autoptr (GError) error = NULL;
+  KinBackend *be = kin_backend_cuda (&error);
+  if (be != NULL)
+    return be;
+  if (device != NULL && g_ascii_strcasecmp (device, "cuda") == 0)
+    g_warning ("CUDA was asked for but is not available (%s); using the CPU", error->message);
+  else
+    g_debug ("CUDA not available (%s); using the CPU", error->message);
+  return kin_backend_cpu ();
 }

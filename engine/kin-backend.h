@@ -149,6 +149,11 @@ float     *kin_tensor_to_host_f32 (const KinTensor *t);
  * up to 10× in wall time on a machine whose cores are busy with anything else. */
 void      kin_backend_cpu_prepare_process (char **argv);
 
+/* The backend for a device preference: "cpu", "cuda" or "auto"/NULL (CUDA when its module loads
+ * and a device answers, else the CPU).  Never fails: a CUDA problem is logged with its reason and
+ * the CPU is used. */
+KinBackend *kin_backend_for_device (const char *device);
+
 /* Sets the number of threads the CPU backend uses (0 = all cores). */
 void      kin_backend_cpu_set_threads (int n);
 

@@ -7,6 +7,7 @@
  * one pending preview per job. */
 #include "kin-engine.h"
 #include "kin-backend.h"
+#include "kin-backend-cuda.h"
 #include "kin-error.h"
 #include <string.h>
 
@@ -97,7 +98,7 @@ ensure_pipeline (EngineState *self, GError **error)
   if (dirty)
     g_clear_pointer (&self->pipeline, kin_pipeline_free);
   if (self->pipeline == NULL)
-    self->pipeline = kin_pipeline_new (&paths, kin_backend_cpu (), mode, error);
+    self->pipeline = kin_pipeline_new (&paths, kin_backend_for_device (g_getenv ("KINORA_DEVICE")), mode, error);
   kin_model_paths_clear (&paths);
   return self->pipeline != NULL;
 }

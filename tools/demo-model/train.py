@@ -244,7 +244,7 @@ def stage_dit(args):
     params = [p for p in params if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.dit_lr, weight_decay=0.0, betas=(0.9, 0.99))
     ema_dit, ema_t5 = copy.deepcopy(dit), copy.deepcopy(t5)
-    step0 = 0
+    step0, has_opt = 0, False
     if args.resume and os.path.exists(ck_path):
         ck = torch.load(ck_path)
         step0 = int(ck["step"])
@@ -255,6 +255,7 @@ def stage_dit(args):
         t5.load_state_dict(ck.get("raw_t5", ck["t5"]))
         if "opt" in ck:
             opt.load_state_dict(ck["opt"])
+            has_opt = True
         log("dit: resumed from %s at step %d (%s)" % (ck_path, step0, "with optimizer state" if "opt" in ck
                                                           else "EMA weights only, fresh AdamW"))
     for p in list(ema_dit.parameters()) + list(ema_t5.parameters()):
@@ -266,7 +267,7 @@ def stage_dit(args):
     dif = Diffusion(1000)
     n = lat.shape[0]
     B = args.dit_batch
-    warm = args.dit_warmup if step0 == 0 or "opt" not in locals().get("ck", {}) else 1
+    warm = 1 if has_opt else args.dit_warmup  # a restored optimizer needs no new warm-up
     t_start = time.time()
     t_end = t_start + args.dit_minutes * 60
     t_ckpt = t_start
