@@ -201,13 +201,15 @@ def random_cond(rng, B, jitter):
     return [torch.from_numpy(a).float() for a in (h, w, nf, ar, fps)]
 
 
-def frame_mask(rng, B, T):
-    """x_mask [B,T] bool (True = noisy frame): 70% none, else first/last k frames kept clean."""
+def frame_mask(rng, B, T, scale=1.0):
+    """x_mask [B,T] bool (True = noisy frame): 70% none, else first/last k frames kept clean
+    (scale < 1 makes the masked cases rarer: 30% * scale of the samples)."""
     m = np.ones((B, T), dtype=bool)
     for b in range(B):
         r = rng.random()
-        if r < 0.7:
+        if r < 1 - 0.3 * scale:
             continue
+        r = 0.7 + (r - (1 - 0.3 * scale)) / scale
         if r < 0.82:
             m[b, :1] = False
         elif r < 0.92:
@@ -285,10 +287,12 @@ def stage_dit(args):
         x0 = lat[idx]
         ym = masks[idx]
         y = t5(ids[idx], ym)
-        t = torch.from_numpy(rng.integers(0, 1000, B))
+        t = rng.integers(0, 1000, B)
+        hi = rng.random(B) < args.dit_t_high  # extra weight on the noisy half, where the caption matters
+        t = torch.from_numpy(np.where(hi, rng.integers(400, 1000, B), t))
         noise = torch.randn_like(x0)
         xt = dif.q_sample(x0, t, noise)
-        xm = frame_mask(rng, B, x0.shape[2])
+        xm = frame_mask(rng, B, x0.shape[2], args.dit_mask_scale)
         use_mask = bool((~xm).any())
         if use_mask:
             xt = torch.where(xm[:, None, :, None, None], xt, x0)
@@ -403,6 +407,10 @@ def main():
     ap.add_argument("--resume", action="store_true",
                     help="continue the dit stage from WORK/dit.pt when it exists (--dit-max-steps counts "
                          "all steps, so a finished run is not trained further)")
+    ap.add_argument("--dit-t-high", type=float, default=0.0,
+                    help="fraction of the timesteps drawn from [400, 1000) instead of [0, 1000)")
+    ap.add_argument("--dit-mask-scale", type=float, default=1.0,
+                    help="scale the share of frame-conditioning samples (30%% at 1)")
     ap.add_argument("--ckpt-minutes", type=float, default=3.0)
     args = ap.parse_args()
     DIT_CFG.update(hidden_size=args.dit_hidden, depth=args.dit_depth, num_heads=args.dit_heads)
