@@ -91,12 +91,13 @@ cpu_linear (KinBackend *be, KinTensor *y, const KinTensor *x, const KinTensor *w
       return;
     }
     const size_t chunk = 1 << 16;
+    float *dst = scratch; /* the caller's buffer: inside the team, `scratch` is each thread's own */
 #pragma omp parallel for schedule(static) if (n > KIN_OMP_MIN_WORK)
     for (size_t c = 0; c < (n + chunk - 1) / chunk; c++) {
       size_t off = c * chunk, len = MIN (chunk, n - off);
-      kin_convert_to_f32 (scratch + off, (const uint16_t *) w->data + off, w->dtype, len);
+      kin_convert_to_f32 (dst + off, (const uint16_t *) w->data + off, w->dtype, len);
     }
-    wf = scratch;
+    wf = dst;
   }
   float *yf = F (y);
   float beta = 0.0f;

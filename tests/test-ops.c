@@ -77,7 +77,8 @@ static void
 test_linear_half_weights (void)
 {
   KinBackend *be = kin_backend_cpu ();
-  int64_t R = 3, I = 19, O = 11;
+  /* 301 × 257 weights: large enough for the parallel widening path */
+  int64_t R = 3, I = 257, O = 301;
   g_autoptr (KinTensor) x = rand_t (R * I), wf = rand_t (O * I), y = zeros_t (R * O);
   for (int k = 0; k < 2; k++) {
     KinDType dt = k ? KIN_DTYPE_F16 : KIN_DTYPE_BF16;

@@ -230,6 +230,7 @@ def focus_weights(caps, focus):
 
 
 def stage_dit(args):
+    torch.manual_seed(args.seed + 2)  # model initialisation (as in the original from-scratch recipe)
     ck_path = os.path.join(args.work, "dit.pt")
     lat = torch.from_numpy(np.load(os.path.join(args.work, "latents.npy")))
     with open(os.path.join(args.work, "captions.json")) as f:
@@ -263,9 +264,10 @@ def stage_dit(args):
     for p in list(ema_dit.parameters()) + list(ema_t5.parameters()):
         p.requires_grad_(False)
     # a resumed run draws other batches than the run it continues
-    torch.manual_seed(args.seed + 2 + step0)
+    if step0 > 0:
+        torch.manual_seed(args.seed + 2 + step0)
     rng = np.random.default_rng(args.seed + 2 + step0)
-    weights = focus_weights(caps, args.dit_focus)
+    weights = focus_weights(caps, args.dit_focus) if args.dit_focus > 0 else None
     dif = Diffusion(1000)
     n = lat.shape[0]
     B = args.dit_batch
@@ -288,8 +290,10 @@ def stage_dit(args):
         ym = masks[idx]
         y = t5(ids[idx], ym)
         t = rng.integers(0, 1000, B)
-        hi = rng.random(B) < args.dit_t_high  # extra weight on the noisy half, where the caption matters
-        t = torch.from_numpy(np.where(hi, rng.integers(400, 1000, B), t))
+        if args.dit_t_high > 0:  # extra weight on the noisier timesteps, where the caption matters most
+            hi = rng.random(B) < args.dit_t_high
+            t = np.where(hi, rng.integers(400, 1000, B), t)
+        t = torch.from_numpy(t)
         noise = torch.randn_like(x0)
         xt = dif.q_sample(x0, t, noise)
         xm = frame_mask(rng, B, x0.shape[2], args.dit_mask_scale)
