@@ -16,7 +16,7 @@
 #
 # Each stage also stops at its wall-clock budget (VAE_MINUTES, DIT1_MINUTES, DIT_MINUTES), whichever
 # comes first.  The recorded run (data/models/kinora-demo/README.md) reached 3198 VAE steps, 1069
-# phase-1 steps and DIT_STEPS in all; the defaults below repeat those step counts with budgets
+# phase-1 steps and 3081 DiT steps in all; the defaults below repeat those step counts with budgets
 # large enough for a shared 2-core machine.  Threads: THREADS (default 1).
 # Needs Debian's python3-torch, python3-numpy, python3-sentencepiece and sentencepiece (spm_train).
 set -eu
@@ -41,6 +41,6 @@ fi
   --dit-minutes "${DIT1_MINUTES:-120}" --dit-max-steps "${DIT1_STEPS:-1069}"
 # phase 2: prompt-following focus, resumed from phase 1
 "$py" "$here/train.py" $common --stages dit,export --resume \
-  --dit-minutes "${DIT_MINUTES:-120}" --dit-max-steps "${DIT_STEPS:-@TOTAL@}" \
+  --dit-minutes "${DIT_MINUTES:-120}" --dit-max-steps "${DIT_STEPS:-3081}" \
   --dit-lr 1e-3 --dit-warmup 50 --dit-lr-end 0.2 --dit-focus 0.85 --dit-t-high 0.4 --dit-mask-scale 0.5 "$@"
 "$py" "$here/fixtures.py" --pack "$out" --out "$root/tests/data/demo"
