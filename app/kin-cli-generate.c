@@ -217,7 +217,9 @@ kin_cli_generate (int argc, char **argv)
       return 1;
     }
   }
-  req.prompt = prompt ? prompt : g_strdup (src_req.prompt ? src_req.prompt : "");
+  if (prompt == NULL)
+    prompt = g_strdup (src_req.prompt ? src_req.prompt : "");
+  req.prompt = prompt; /* owned by the g_autofree above */
   /* size: explicit, else bucket, else the source clip's, else the model's default */
   if (height > 0 && width > 0) {
     req.height = height, req.width = width;
