@@ -84,6 +84,27 @@ shoot (SelfTest *t, GtkWidget *widget, const char *name)
   shoot_try (t, widget, name, 0);
 }
 
+/* The request the controls describe, as "W × H, N frames". */
+static void
+request_size (KinWindow *self, int *w, int *h, int *frames)
+{
+  KinRequest req;
+  kin_window_fill_request (self, &req);
+  *w = req.width;
+  *h = req.height;
+  *frames = req.frames;
+  kin_request_clear (&req);
+}
+
+static int
+max_offered_frames (KinWindow *self)
+{
+  int max = 0;
+  for (guint i = 0; i < self->frame_counts->len; i++)
+    max = MAX (max, g_array_index (self->frame_counts, int, i));
+  return max;
+}
+
 static void
 check_controls (SelfTest *t)
 {
@@ -91,24 +112,67 @@ check_controls (SelfTest *t)
   const char *title = gtk_window_get_title (GTK_WINDOW (self));
   CHECK (self, title && strstr (title, kin_project_get_name (self->project)),
          "window title “%s” names the project", title ? title : "");
+  int w = 0, h = 0, frames = 0;
+
+  /* No transformer folder is set, so the test's pack stands in as the demo model: the list
+   * starts with the one size it was trained on, selected. */
   GListModel *res = adw_combo_row_get_model (self->resolution_row);
-  CHECK (self, res && g_list_model_get_n_items (res) == 5, "five resolution classes offered");
+  CHECK (self, self->demo_model, "the demo model is the active transformer");
+  CHECK (self, res && g_list_model_get_n_items (res) == 6, "the demo size and five resolution classes offered");
+  g_autoptr (GtkStringObject) first = res ? g_list_model_get_item (res, 0) : NULL;
+  const char *label = first ? gtk_string_object_get_string (first) : "";
+  CHECK (self, adw_combo_row_get_selected (self->resolution_row) == 0 && strstr (label, "64 × 64"),
+         "the demo model's size “%s” is selected", label);
+  request_size (self, &w, &h, &frames);
+  CHECK (self, w == 64 && h == 64 && frames == 16, "the default request is 64 × 64, 16 frames (%d × %d, %d)",
+         w, h, frames);
+  const char *estimate = gtk_label_get_label (self->estimate_label);
+  CHECK (self, g_str_has_prefix (estimate, "64 × 64 · "), "the estimate says so: %s", estimate);
   GListModel *ar = adw_combo_row_get_model (self->aspect_row);
-  CHECK (self, ar && g_list_model_get_n_items (ar) >= 7, "aspect ratios 9:16 … 16:9 offered");
+  CHECK (self, ar && g_list_model_get_n_items (ar) == 1 && !gtk_widget_get_sensitive (GTK_WIDGET (self->aspect_row)),
+         "the demo model's aspect ratio is fixed at 1:1");
+  CHECK (self, self->frame_counts->len == 1 && max_offered_frames (self) == 16 &&
+               !gtk_widget_get_sensitive (GTK_WIDGET (self->duration_row)),
+         "the demo model's duration is fixed at 16 frames");
+  g_autofree char *saved = g_settings_get_string (self->settings, "resolution");
+  CHECK (self, g_strcmp0 (saved, "240p") == 0, "the saved resolution is kept for real models (%s)", saved);
+
+  /* A real class stays available, with its own bucket. */
+  adw_combo_row_set_selected (self->resolution_row, 2); /* 240p */
+  g_autofree char *aspect = g_settings_get_string (self->settings, "aspect-ratio");
+  double r = 0;
+  kin_aspect_parse (aspect, &r);
+  const KinBucket *b240 = kin_bucket_nearest (kin_resolution_class_find ("240p"), r);
+  request_size (self, &w, &h, &frames);
+  CHECK (self, w == b240->width && h == b240->height, "240p %s gives its bucket %d × %d (%d × %d)", aspect,
+         b240->width, b240->height, w, h);
+  ar = adw_combo_row_get_model (self->aspect_row);
+  CHECK (self, ar && g_list_model_get_n_items (ar) >= 7 && gtk_widget_get_sensitive (GTK_WIDGET (self->aspect_row)),
+         "aspect ratios 9:16 … 16:9 offered");
   /* 720p offers no clip longer than the model was trained on (32 frames). */
-  guint keep = adw_combo_row_get_selected (self->resolution_row);
-  adw_combo_row_set_selected (self->resolution_row, 4);
-  int max720 = 0;
-  for (guint i = 0; i < self->frame_counts->len; i++)
-    max720 = MAX (max720, g_array_index (self->frame_counts, int, i));
-  CHECK (self, max720 == 32, "720p durations stop at 32 frames (found %d)", max720);
-  adw_combo_row_set_selected (self->resolution_row, 0); /* 144p: the cheapest job */
-  int max144 = 0;
-  for (guint i = 0; i < self->frame_counts->len; i++)
-    max144 = MAX (max144, g_array_index (self->frame_counts, int, i));
-  CHECK (self, max144 == 128, "144p durations reach 128 frames (found %d)", max144);
-  adw_combo_row_set_selected (self->duration_row, 1); /* 16 frames */
-  (void) keep;
+  adw_combo_row_set_selected (self->resolution_row, 5);
+  CHECK (self, max_offered_frames (self) == 32, "720p durations stop at 32 frames (found %d)",
+         max_offered_frames (self));
+  adw_combo_row_set_selected (self->resolution_row, 1);
+  CHECK (self, max_offered_frames (self) == 128, "144p durations reach 128 frames (found %d)",
+         max_offered_frames (self));
+
+  /* Choosing a transformer folder (as Preferences does) takes the demo entry away, and clearing
+   * it brings it back. */
+  const char *pack = g_getenv ("KINORA_DEMO_PACK");
+  g_autofree char *transformer = g_build_filename (pack ? pack : g_get_tmp_dir (), "transformer", NULL);
+  g_settings_set_string (self->settings, "transformer-folder", transformer);
+  res = adw_combo_row_get_model (self->resolution_row);
+  GtkStringObject *sel = adw_combo_row_get_selected_item (self->resolution_row);
+  const char *name = sel ? gtk_string_object_get_string (sel) : "";
+  CHECK (self, !self->demo_model && res && g_list_model_get_n_items (res) == 5 && g_strcmp0 (name, "144p") == 0,
+         "with a transformer folder the five classes are offered and the last one chosen stays (%s)", name);
+  g_settings_reset (self->settings, "transformer-folder");
+  request_size (self, &w, &h, &frames);
+  CHECK (self, self->demo_model && adw_combo_row_get_selected (self->resolution_row) == 0 &&
+               w == 64 && h == 64 && frames == 16,
+         "without one the demo size is back and selected (%d × %d, %d frames)", w, h, frames);
+
   CHECK (self, gtk_widget_get_visible (GTK_WIDGET (self->generate_button)), "Generate button shown");
   CHECK (self, gtk_text_buffer_get_enable_undo (gtk_text_view_get_buffer (self->prompt_view)),
          "prompt editor has undo");
@@ -149,6 +213,10 @@ queue_job (SelfTest *t)
     CHECK (self, kin_job_get_state (t->job) == KIN_JOB_QUEUED, "the job waits in the queue");
     CHECK (self, *kin_job_get_status (t->job) != '\0', "the waiting job shows a status: %s",
            kin_job_get_status (t->job));
+    const KinRequest *req = kin_job_get_request (t->job);
+    CHECK (self, req->width == 64 && req->height == 64 && req->frames == 16,
+           "the job asks the demo model for 64 × 64, 16 frames (%d × %d, %d)", req->width, req->height,
+           req->frames);
   }
   CHECK (self, gtk_list_box_get_row_at_index (self->queue_list, 0) != NULL, "the queue shows the job");
   g_auto (GStrv) history = g_settings_get_strv (self->settings, "prompt-history");

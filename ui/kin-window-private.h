@@ -66,6 +66,9 @@ struct _KinWindow {
   /* controls: the offered choices, parallel to the combo rows' string lists */
   GArray *aspect_ratios;       /* double h/w */
   GArray *frame_counts;        /* int */
+  gboolean demo_model;         /* the built-in demo model is the active transformer: the
+                                * resolution list starts with its one trained size */
+  gboolean filling_controls;   /* the choices are being rebuilt: no settings are written */
 
   /* the image prompt, RGB8 */
   guint8 *image_rgb;

@@ -29,6 +29,13 @@ max_frames_for (const char *resolution)
 static const char *const aspect_labels[] = { "9:16", "2:3", "3:4", "1:1", "4:3", "3:2", "16:9", "2:1" };
 static const char *const resolution_names[] = { "144p", "240p", "360p", "480p", "720p" };
 
+/* The built-in demo model (data/models/kinora-demo) was trained on square 64 × 64 clips of 16
+ * frames and nothing else; the engine's kin_pipeline_request_defaults uses the same size for it.
+ * While it is the active transformer the resolution list starts with this size and selects it. */
+#define DEMO_SIZE 64
+#define DEMO_FRAMES 16
+static const KinBucket demo_bucket = { "1.00", DEMO_SIZE, DEMO_SIZE };
+
 void
 kin_window_toast (KinWindow *self, const char *text)
 {
@@ -37,31 +44,54 @@ kin_window_toast (KinWindow *self, const char *text)
 
 /* ================================================================ controls */
 
-static const char *
-selected_string (AdwComboRow *row)
+/* TRUE when no transformer folder is configured and the demo pack is there to stand in. */
+static gboolean
+demo_model_active (KinWindow *self)
 {
-  GtkStringObject *o = adw_combo_row_get_selected_item (row);
-  return o != NULL ? gtk_string_object_get_string (o) : NULL;
+  g_autofree char *folder = g_settings_get_string (self->settings, "transformer-folder");
+  if (*folder != '\0')
+    return FALSE;
+  KinModelPaths demo = { 0 };
+  gboolean found = kin_pipeline_default_paths (&demo);
+  kin_model_paths_clear (&demo);
+  return found;
 }
 
-static const KinResolutionClass *
-current_class (KinWindow *self)
+/* The demo model's entry is the selected resolution. */
+static gboolean
+demo_selected (KinWindow *self)
+{
+  return self->demo_model && adw_combo_row_get_selected (self->resolution_row) == 0;
+}
+
+/* The selected resolution class's name; NULL for the demo model's entry. */
+static const char *
+selected_class_name (KinWindow *self)
 {
   guint i = adw_combo_row_get_selected (self->resolution_row);
-  return kin_resolution_class_find (resolution_names[MIN (i, G_N_ELEMENTS (resolution_names) - 1)]);
+  if (self->demo_model) {
+    if (i == 0)
+      return NULL;
+    i--;
+  }
+  return resolution_names[MIN (i, G_N_ELEMENTS (resolution_names) - 1)];
 }
 
 static const KinBucket *
 current_bucket (KinWindow *self)
 {
+  if (demo_selected (self))
+    return &demo_bucket;
   guint i = adw_combo_row_get_selected (self->aspect_row);
   double r = i < self->aspect_ratios->len ? g_array_index (self->aspect_ratios, double, i) : 0.5625;
-  return kin_bucket_nearest (current_class (self), r);
+  return kin_bucket_nearest (kin_resolution_class_find (selected_class_name (self)), r);
 }
 
 static int
 current_frames (KinWindow *self)
 {
+  if (demo_selected (self))
+    return DEMO_FRAMES;
   guint i = adw_combo_row_get_selected (self->duration_row);
   return i < self->frame_counts->len ? g_array_index (self->frame_counts, int, i) : 16;
 }
@@ -113,14 +143,17 @@ update_estimate (KinWindow *self)
   kin_request_clear (&req);
 }
 
+/* The durations of the selected resolution; the one nearest the saved "frames" at or below it is
+ * selected.  The demo model's entry offers its one trained length. */
 static void
 fill_durations (KinWindow *self)
 {
-  int keep = self->frame_counts->len > 0 ? current_frames (self)
-                                         : g_settings_get_int (self->settings, "frames");
-  int max = max_frames_for (selected_string (self->resolution_row));
-  int n = 0;
-  const int *counts = kin_frame_counts (&n);
+  gboolean demo = demo_selected (self);
+  int keep = g_settings_get_int (self->settings, "frames");
+  int max = max_frames_for (selected_class_name (self));
+  static const int demo_counts[] = { DEMO_FRAMES };
+  int n = G_N_ELEMENTS (demo_counts);
+  const int *counts = demo ? demo_counts : kin_frame_counts (&n);
   g_autoptr (GtkStringList) list = gtk_string_list_new (NULL);
   g_array_set_size (self->frame_counts, 0);
   guint select = 0;
@@ -136,55 +169,130 @@ fill_durations (KinWindow *self)
   }
   adw_combo_row_set_model (self->duration_row, G_LIST_MODEL (list));
   adw_combo_row_set_selected (self->duration_row, select);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->duration_row), !demo);
+  gtk_widget_set_tooltip_text (GTK_WIDGET (self->duration_row),
+                               demo ? _("The demo model was trained on this length only") : NULL);
 }
 
+/* The aspect ratios of the selected resolution, with the saved "aspect-ratio" selected.  The demo
+ * model's entry offers its one trained shape, 1:1. */
 static void
 fill_aspects (KinWindow *self)
 {
-  guint keep = adw_combo_row_get_selected (self->aspect_row);
+  gboolean demo = demo_selected (self);
+  g_autofree char *want = g_settings_get_string (self->settings, "aspect-ratio");
   g_autoptr (GtkStringList) list = gtk_string_list_new (NULL);
   g_array_set_size (self->aspect_ratios, 0);
-  const KinResolutionClass *cls = current_class (self);
-  for (guint i = 0; i < G_N_ELEMENTS (aspect_labels); i++) {
-    double r = 0;
-    if (!kin_aspect_parse (aspect_labels[i], &r))
-      continue;
-    const KinBucket *b = kin_bucket_nearest (cls, r);
-    g_autofree char *label = g_strdup_printf ("%s  (%d × %d)", aspect_labels[i], b->width, b->height);
+  guint select = GTK_INVALID_LIST_POSITION, fallback = 0;
+  if (demo) {
+    g_autofree char *label = g_strdup_printf ("1:1  (%d × %d)", DEMO_SIZE, DEMO_SIZE);
+    double r = 1.0;
     gtk_string_list_append (list, label);
     g_array_append_val (self->aspect_ratios, r);
+  } else {
+    const KinResolutionClass *cls = kin_resolution_class_find (selected_class_name (self));
+    for (guint i = 0; i < G_N_ELEMENTS (aspect_labels); i++) {
+      double r = 0;
+      if (!kin_aspect_parse (aspect_labels[i], &r))
+        continue;
+      const KinBucket *b = kin_bucket_nearest (cls, r);
+      g_autofree char *label = g_strdup_printf ("%s  (%d × %d)", aspect_labels[i], b->width, b->height);
+      gtk_string_list_append (list, label);
+      g_array_append_val (self->aspect_ratios, r);
+      if (g_strcmp0 (aspect_labels[i], want) == 0)
+        select = self->aspect_ratios->len - 1;
+      if (g_strcmp0 (aspect_labels[i], "16:9") == 0)
+        fallback = self->aspect_ratios->len - 1;
+    }
   }
   adw_combo_row_set_model (self->aspect_row, G_LIST_MODEL (list));
-  if (keep != GTK_INVALID_LIST_POSITION && keep < self->aspect_ratios->len)
-    adw_combo_row_set_selected (self->aspect_row, keep);
+  adw_combo_row_set_selected (self->aspect_row, select != GTK_INVALID_LIST_POSITION ? select : fallback);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->aspect_row), !demo);
+  gtk_widget_set_tooltip_text (GTK_WIDGET (self->aspect_row),
+                               demo ? _("The demo model makes square clips only") : NULL);
 }
 
 static void
 on_controls_changed (KinWindow *self)
 {
-  if (self->aspect_ratios->len == 0 || self->frame_counts->len == 0)
+  if (self->filling_controls || self->aspect_ratios->len == 0 || self->frame_counts->len == 0)
     return; /* still filling */
   const KinBucket *b = current_bucket (self);
-  g_autofree char *size = g_strdup_printf (_("%d × %d pixels"), b->width, b->height);
+  g_autofree char *size = NULL; /* none for the demo entry: it says it all, and fits */
+  if (!demo_selected (self))
+    size = self->demo_model
+      /* TRANSLATORS: two short lines beside the size choice, "426 × 240 pixels" and "The demo
+       * model was trained at 64 × 64" */
+      ? g_strdup_printf (_("%d × %d pixels\nThe demo model was trained at %d × %d"), b->width,
+                         b->height, DEMO_SIZE, DEMO_SIZE)
+      : g_strdup_printf (_("%d × %d pixels"), b->width, b->height);
   adw_action_row_set_subtitle (ADW_ACTION_ROW (self->resolution_row), size);
-  guint a = adw_combo_row_get_selected (self->aspect_row);
-  if (a < G_N_ELEMENTS (aspect_labels))
-    g_settings_set_string (self->settings, "aspect-ratio", aspect_labels[a]);
-  g_settings_set_int (self->settings, "frames", current_frames (self));
+  g_autofree char *tip = self->demo_model
+    ? g_strdup_printf (_("The built-in demo model was trained on %d × %d clips only"), DEMO_SIZE, DEMO_SIZE)
+    : NULL;
+  gtk_widget_set_tooltip_text (GTK_WIDGET (self->resolution_row), tip);
+  /* The demo model's fixed choices are not remembered: the saved ones are for real models. */
+  if (!demo_selected (self)) {
+    g_settings_set_string (self->settings, "resolution", selected_class_name (self));
+    guint a = adw_combo_row_get_selected (self->aspect_row);
+    if (a < G_N_ELEMENTS (aspect_labels))
+      g_settings_set_string (self->settings, "aspect-ratio", aspect_labels[a]);
+    g_settings_set_int (self->settings, "frames", current_frames (self));
+  }
   update_estimate (self);
+}
+
+/* Rebuilds the aspect and duration choices for the selected resolution. */
+static void
+refill_choices (KinWindow *self)
+{
+  self->filling_controls = TRUE;
+  fill_aspects (self);
+  fill_durations (self);
+  self->filling_controls = FALSE;
+  on_controls_changed (self);
 }
 
 static void
 on_resolution_changed (KinWindow *self)
 {
-  guint i = adw_combo_row_get_selected (self->resolution_row);
-  if (i < G_N_ELEMENTS (resolution_names))
-    g_settings_set_string (self->settings, "resolution", resolution_names[i]);
-  if (self->aspect_ratios->len == 0)
-    return;
-  fill_aspects (self);
-  fill_durations (self);
-  on_controls_changed (self);
+  if (!self->filling_controls)
+    refill_choices (self);
+}
+
+/* The resolution classes, headed by the demo model's size while the demo model is the active
+ * transformer.  The demo entry is then selected; otherwise the saved class is. */
+static void
+fill_resolutions (KinWindow *self)
+{
+  self->demo_model = demo_model_active (self);
+  g_autofree char *want = g_settings_get_string (self->settings, "resolution");
+  g_autoptr (GtkStringList) res = gtk_string_list_new (NULL);
+  guint offset = 0, select = 1; /* 240p */
+  if (self->demo_model) {
+    /* TRANSLATORS: the first entry of the Resolution list, "Demo model · 64 × 64" */
+    g_autofree char *label = g_strdup_printf (_("Demo model · %d × %d"), DEMO_SIZE, DEMO_SIZE);
+    gtk_string_list_append (res, label);
+    offset = 1;
+  }
+  for (guint i = 0; i < G_N_ELEMENTS (resolution_names); i++) {
+    gtk_string_list_append (res, resolution_names[i]);
+    if (g_strcmp0 (want, resolution_names[i]) == 0)
+      select = i;
+  }
+  self->filling_controls = TRUE;
+  adw_combo_row_set_model (self->resolution_row, G_LIST_MODEL (res));
+  adw_combo_row_set_selected (self->resolution_row, self->demo_model ? 0 : offset + select);
+  self->filling_controls = FALSE;
+  refill_choices (self);
+}
+
+/* A transformer folder was chosen or cleared in Preferences: the demo entry comes or goes. */
+static void
+on_transformer_folder_changed (KinWindow *self)
+{
+  if (demo_model_active (self) != self->demo_model)
+    fill_resolutions (self);
 }
 
 static gboolean
@@ -227,28 +335,14 @@ on_seed_lock_toggled (KinWindow *self)
 static void
 setup_controls (KinWindow *self)
 {
-  g_autoptr (GtkStringList) res = gtk_string_list_new (NULL);
-  g_autofree char *want = g_settings_get_string (self->settings, "resolution");
-  guint res_sel = 1;
-  for (guint i = 0; i < G_N_ELEMENTS (resolution_names); i++) {
-    gtk_string_list_append (res, resolution_names[i]);
-    if (g_strcmp0 (want, resolution_names[i]) == 0)
-      res_sel = i;
-  }
-  adw_combo_row_set_model (self->resolution_row, G_LIST_MODEL (res));
-  adw_combo_row_set_selected (self->resolution_row, res_sel);
-  fill_aspects (self);
-  g_autofree char *aspect = g_settings_get_string (self->settings, "aspect-ratio");
-  for (guint i = 0; i < G_N_ELEMENTS (aspect_labels); i++)
-    if (g_strcmp0 (aspect, aspect_labels[i]) == 0)
-      adw_combo_row_set_selected (self->aspect_row, i);
-  fill_durations (self);
-
+  fill_resolutions (self);
   g_signal_connect_swapped (self->resolution_row, "notify::selected",
                             G_CALLBACK (on_resolution_changed), self);
   g_signal_connect_swapped (self->aspect_row, "notify::selected", G_CALLBACK (on_controls_changed), self);
   g_signal_connect_swapped (self->duration_row, "notify::selected", G_CALLBACK (on_controls_changed), self);
   g_signal_connect_swapped (self->steps_adjustment, "value-changed", G_CALLBACK (on_controls_changed), self);
+  g_signal_connect_swapped (self->settings, "changed::transformer-folder",
+                            G_CALLBACK (on_transformer_folder_changed), self);
 
   g_settings_bind (self->settings, "steps", self->steps_adjustment, "value", G_SETTINGS_BIND_DEFAULT);
   g_settings_bind (self->settings, "guidance", self->guidance_adjustment, "value", G_SETTINGS_BIND_DEFAULT);
