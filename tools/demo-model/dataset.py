@@ -70,8 +70,9 @@ def _coverage(shape, cx, cy, r, yy, xx):
     return np.clip(0.5 - sd, 0.0, 1.0)
 
 
-def render(colour, shape, motion, bg, rng):
-    """Render one clip; returns float32 [3,T,H,W] in [-1,1]."""
+def render(colour, shape, motion, bg, rng, with_coverage=False):
+    """Render one clip; returns float32 [3,T,H,W] in [-1,1] (and the shape's coverage [T,H,W] in
+    [0,1] when with_coverage)."""
     t = np.arange(T, dtype=np.float64)[:, None, None]
     yy = np.arange(H, dtype=np.float64)[None, :, None] + 0.5
     xx = np.arange(W, dtype=np.float64)[None, None, :] + 0.5
@@ -81,16 +82,17 @@ def render(colour, shape, motion, bg, rng):
     cx = np.full_like(t, 32.0)
     cy = np.full_like(t, 32.0)
     r = np.full_like(t, r0)
-    if motion in ("right", "left"):
-        start = rng.uniform(r0 + 1, W - r0 - 1 - travel) if W - 2 * r0 - 2 > travel else r0
-        x = start + speed * t
-        cx = x if motion == "right" else W - x
-        cy = cy * 0 + rng.uniform(r0 + 4, H - r0 - 4)
-    elif motion in ("up", "down"):
-        start = rng.uniform(r0 + 1, H - r0 - 1 - travel) if H - 2 * r0 - 2 > travel else r0
-        y = start + speed * t
-        cy = y if motion == "down" else H - y
-        cx = cx * 0 + rng.uniform(r0 + 4, W - r0 - 4)
+    if motion in ("right", "left", "up", "down"):
+        # the object crosses the frame through its middle: it starts near one edge and travels
+        # 24-36 px along the named axis, within 6 px of the centre line across it, so that a caption
+        # determines the clip up to small jitter (what a tiny model can learn in an hour on a CPU)
+        start = rng.uniform(r0 + 1, r0 + 5)
+        pos = start + speed * t
+        across = np.full_like(t, 32.0 + rng.uniform(-6.0, 6.0))
+        if motion in ("right", "left"):
+            cx, cy = (pos if motion == "right" else W - pos), across
+        else:
+            cx, cy = across, (pos if motion == "down" else H - pos)
     elif motion in ("growing", "shrinking"):
         a, b = rng.uniform(4.0, 6.0), rng.uniform(15.0, 20.0)
         rr = a + (b - a) * t / (T - 1)
@@ -108,7 +110,8 @@ def render(colour, shape, motion, bg, rng):
     col = np.array(COLOURS[colour], dtype=np.float64)[:, None, None, None]
     col = np.clip(col * rng.uniform(0.9, 1.05), 0, 1)
     img = bgimg * (1 - cov) + col * cov
-    return (img * 2 - 1).astype(np.float32)
+    img = (img * 2 - 1).astype(np.float32)
+    return (img, cov[0].astype(np.float32)) if with_coverage else img
 
 
 def sample_spec(rng):
@@ -122,12 +125,16 @@ def sample_spec(rng):
     return colour, shape, str(motion), str(bg)
 
 
-def make_clips(n, seed, render=True):
-    """Yields (caption, video [3,T,H,W] float32) for n clips, deterministic from seed."""
+def make_clips(n, seed, render=True, with_coverage=False):
+    """Yields (caption, video [3,T,H,W] float32) for n clips, deterministic from seed; with
+    with_coverage, (caption, video, coverage [T,H,W])."""
     rng = np.random.default_rng(seed)
     for _ in range(n):
         spec = sample_spec(rng)
-        yield caption(*spec), (globals()["render"](*spec, rng) if render else None)
+        if with_coverage:
+            yield (caption(*spec),) + globals()["render"](*spec, rng, with_coverage=True)
+        else:
+            yield caption(*spec), (globals()["render"](*spec, rng) if render else None)
 
 
 def all_captions():

@@ -5,8 +5,9 @@
 Stages (each cached in --work, re-run with --stages):
   spm    SentencePiece unigram vocabulary (Debian spm_train), T5 special ids pad 0 / eos 1 / unk 2
   data   render the clips (dataset.py), deterministic from --seed
-  vae    AutoencoderKL: reconstruction (MSE + L1) + small KL, then scaling_factor = 1/std(latents)
-  lat    encode every clip with the VAE posterior mean, times scaling_factor
+  vae    AutoencoderKL: reconstruction (MSE + L1) + small KL on 32x32 crops
+  vaefull  the same on whole 64x64 frames, continuing from vae
+  lat    encode every clip with the VAE posterior mean; scaling_factor = 1/std(latents)
   dit    STDiT2 + T5 encoder jointly, IDDPM objective: eps MSE + VLB (hybrid, IDDPM "learned range")
   export write data/models/kinora-demo/{text_encoder,vae,transformer}
 """
@@ -84,10 +85,16 @@ def stage_spm(args):
 # ------------------------------------------------------------------------------------------ data
 def stage_data(args):
     caps, vids = [], np.zeros((args.clips, 16, 64, 64, 3), dtype=np.uint8)
-    for i, (c, v) in enumerate(dataset.make_clips(args.clips, args.seed)):
+    # where the shape is, on the latent grid (8x8 pixel cells, max-pooled coverage): the DiT loss
+    # weights these cells up (--dit-fg-weight), since the small shape is what the caption decides
+    objs = np.zeros((args.clips, 16, 64 // VAE_DOWN, 64 // VAE_DOWN), dtype=np.uint8)
+    for i, (c, v, cov) in enumerate(dataset.make_clips(args.clips, args.seed, with_coverage=True)):
         caps.append(c)
         vids[i] = ((v.transpose(1, 2, 3, 0) + 1) * 127.5 + 0.5).clip(0, 255).astype(np.uint8)
+        cells = cov.reshape(16, 64 // VAE_DOWN, VAE_DOWN, 64 // VAE_DOWN, VAE_DOWN).max(axis=(2, 4))
+        objs[i] = (cells * 255 + 0.5).astype(np.uint8)
     np.save(os.path.join(args.work, "videos.npy"), vids)
+    np.save(os.path.join(args.work, "objects.npy"), objs)
     with open(os.path.join(args.work, "captions.json"), "w") as f:
         json.dump(caps, f)
     log("data: %d clips" % len(caps))
@@ -103,29 +110,34 @@ def to_float(u8):  # [..., H, W, 3] uint8 -> [..., 3, H, W] float in [-1, 1]
 
 
 # ------------------------------------------------------------------------------------------ vae
-def stage_vae(args):
-    torch.manual_seed(args.seed + 1)
+def stage_vae(args, full=False):
+    torch.manual_seed(args.seed + (5 if full else 1))
     vids = load_videos(args)
     n = vids.shape[0]
     frames = vids.reshape(n * 16, 64, 64, 3)
     vae = AutoencoderKL(VAE_CFG)
-    with torch.no_grad():  # start with a small posterior variance so the noise does not swamp the mean
-        vae.quant_conv.bias[VAE_CFG["latent_channels"]:] = -6.0
+    if full:  # fine-tune the crop-trained VAE on whole frames (GroupNorm statistics, frame borders)
+        vae.load_state_dict(torch.load(os.path.join(args.work, "vae.pt")))
+    else:
+        with torch.no_grad():  # start with a small posterior variance so the noise does not swamp the mean
+            vae.quant_conv.bias[VAE_CFG["latent_channels"]:] = -6.0
     log("vae params %.2fM" % (sum(p.numel() for p in vae.parameters()) / 1e6))
     opt = torch.optim.Adam(vae.parameters(), lr=args.vae_lr)
-    rng = np.random.default_rng(args.seed + 1)
+    rng = np.random.default_rng(args.seed + (5 if full else 1))
     t_start = time.time()
     t_end = t_start + args.vae_minutes * 60
+    max_steps = args.vae_full_steps if full else args.vae_max_steps
+    crop = 64 if full else args.vae_crop
     step = 0
-    while time.time() < t_end and step < args.vae_max_steps:
-        frac = max((time.time() - t_start) / (t_end - t_start), step / args.vae_max_steps)
+    while time.time() < t_end and step < max_steps:
+        frac = max((time.time() - t_start) / (t_end - t_start), step / max_steps)
         for g in opt.param_groups:  # linear decay to 20%
             g["lr"] = args.vae_lr * (1 - 0.8 * frac)
         idx = np.sort(rng.choice(frames.shape[0], args.vae_batch, replace=False))
         x = to_float(frames[idx])
-        if args.vae_crop < 64:  # fully convolutional: train on 8-aligned random crops (4x cheaper)
-            oy, ox = (int(v) * 8 for v in rng.integers(0, (64 - args.vae_crop) // 8 + 1, 2))
-            x = x[:, :, oy:oy + args.vae_crop, ox:ox + args.vae_crop]
+        if crop < 64:  # fully convolutional: train on 8-aligned random crops (4x cheaper)
+            oy, ox = (int(v) * 8 for v in rng.integers(0, (64 - crop) // 8 + 1, 2))
+            x = x[:, :, oy:oy + crop, ox:ox + crop]
         mean, logvar = vae.encode(x)
         z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
         rec = vae.decode(z)
@@ -140,7 +152,19 @@ def stage_vae(args):
         if step % 25 == 0:
             log("vae step %d mse %.5f l1 %.4f kl %.3f" % (step, mse.item(), l1.item(), kl.item()))
     torch.save(vae.state_dict(), os.path.join(args.work, "vae.pt"))
-    log("vae: %d steps" % step)
+    if full:
+        with open(os.path.join(args.work, "vae-full.done"), "w") as f:
+            f.write("%d\n" % step)
+    log("vae%s: %d steps" % (" (whole frames)" if full else "", step))
+
+
+def stage_vaefull(args):
+    """Second VAE stage: whole 64x64 frames. Trained on 32x32 crops alone, the VAE reconstructs
+    whole frames badly (colours shift, small shapes vanish, borders glow)."""
+    stage_vae(args, full=True)
+
+
+
 
 
 def load_vae(args):
@@ -233,6 +257,11 @@ def stage_dit(args):
     torch.manual_seed(args.seed + 2)  # model initialisation (as in the original from-scratch recipe)
     ck_path = os.path.join(args.work, "dit.pt")
     lat = torch.from_numpy(np.load(os.path.join(args.work, "latents.npy")))
+    obj = None
+    if args.dit_fg_weight > 0:
+        # object cells dilated by one cell (the VAE spreads a shape's edge into its neighbours)
+        o = torch.from_numpy(np.load(os.path.join(args.work, "objects.npy"))).float() / 255
+        obj = F.max_pool2d(o.reshape(-1, 1, *o.shape[2:]), 3, 1, 1).reshape(o.shape)[:, None]
     with open(os.path.join(args.work, "captions.json")) as f:
         caps = json.load(f)
     tok = Tokenizer(os.path.join(args.work, "spiece.model"), MAX_LEN)
@@ -305,7 +334,8 @@ def stage_dit(args):
         out = dit(xt, t.float(), y, ym, h, w, nf, ar, fps, x_mask=xm if use_mask else None, force_drop=drop)
         C = x0.shape[1]
         lw = xm[:, None, :, None, None].float().expand_as(x0)
-        mse = (((out[:, :C] - noise) ** 2) * lw).sum() / lw.sum()
+        ew = lw if obj is None else lw * (1 + args.dit_fg_weight * obj[idx])
+        mse = (((out[:, :C] - noise) ** 2) * ew).sum() / ew.sum()
         frozen = torch.cat([out[:, :C].detach(), out[:, C:]], 1)
         vb = (dif.vb_term(frozen, x0, xt, t) * lw).sum() / lw.sum()
         loss = mse + vb
@@ -389,9 +419,10 @@ def main():
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("THREADS", "1")))
     ap.add_argument("--vocab", type=int, default=256)
-    ap.add_argument("--clips", type=int, default=1200)
+    ap.add_argument("--clips", type=int, default=3000)
     ap.add_argument("--vae-minutes", type=float, default=7.0)
     ap.add_argument("--vae-max-steps", type=int, default=10 ** 9)
+    ap.add_argument("--vae-full-steps", type=int, default=1500, help="steps of the vaefull stage")
     ap.add_argument("--vae-batch", type=int, default=16)
     ap.add_argument("--vae-lr", type=float, default=1e-3)
     ap.add_argument("--vae-crop", type=int, default=32)
@@ -415,6 +446,8 @@ def main():
                     help="fraction of the timesteps drawn from [400, 1000) instead of [0, 1000)")
     ap.add_argument("--dit-mask-scale", type=float, default=1.0,
                     help="scale the share of frame-conditioning samples (30%% at 1)")
+    ap.add_argument("--dit-fg-weight", type=float, default=0.0,
+                    help="extra weight of the eps loss on the latent cells the shape covers (0: none)")
     ap.add_argument("--ckpt-minutes", type=float, default=3.0)
     args = ap.parse_args()
     DIT_CFG.update(hidden_size=args.dit_hidden, depth=args.dit_depth, num_heads=args.dit_heads)
