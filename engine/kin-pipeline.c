@@ -96,7 +96,26 @@ kin_pipeline_new (const KinModelPaths *paths, KinBackend *be, KinMemoryMode mode
   g_autoptr (KinPipeline) p = g_new0 (KinPipeline, 1);
   p->be = be;
   p->mode = mode;
-  if (paths && paths->transformer && paths->text_encoder && paths->vae) {
+  gboolean have_t = paths && paths->transformer && *paths->transformer;
+  gboolean have_e = paths && paths->text_encoder && *paths->text_encoder;
+  gboolean have_v = paths && paths->vae && *paths->vae;
+  if ((have_t || have_e || have_v) && !(have_t && have_e && have_v)) {
+    /* half a configuration would silently run the demo pack instead of the user's model */
+    g_autoptr (GString) missing = g_string_new (NULL);
+    if (!have_t)
+      g_string_append (missing, "the transformer");
+    if (!have_e)
+      g_string_append_printf (missing, "%sthe text encoder", missing->len ? (have_v ? " and " : ", ") : "");
+    if (!have_v)
+      g_string_append_printf (missing, "%sthe VAE", missing->len ? " and " : "");
+    g_set_error (error, KIN_ENGINE_ERROR, KIN_ENGINE_ERROR_BAD_INPUT,
+                 "a model needs all three folders (transformer, text encoder, VAE); %s %s not set. "
+                 "Set the missing %s, or clear all three to use the built-in demo model",
+                 missing->str, strstr (missing->str, " and ") ? "are" : "is",
+                 strstr (missing->str, " and ") ? "ones" : "one");
+    return NULL;
+  }
+  if (have_t && have_e && have_v) {
     p->paths.transformer = g_strdup (paths->transformer);
     p->paths.text_encoder = g_strdup (paths->text_encoder);
     p->paths.vae = g_strdup (paths->vae);

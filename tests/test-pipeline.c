@@ -204,6 +204,16 @@ test_bad_packs (void)
   g_assert_null (kin_pipeline_new (&none, kin_backend_cpu (), KIN_MEMORY_BALANCED, &error));
   g_assert_nonnull (strstr (error->message, "transformer"));
   g_clear_error (&error);
+  /* half a configuration is an error, not a silent switch to the demo pack */
+  KinModelPaths half = { "/nonexistent/t", NULL, "" };
+  g_assert_null (kin_pipeline_new (&half, kin_backend_cpu (), KIN_MEMORY_BALANCED, &error));
+  g_assert_error (error, KIN_ENGINE_ERROR, KIN_ENGINE_ERROR_BAD_INPUT);
+  g_assert_nonnull (strstr (error->message, "the text encoder and the VAE are not set"));
+  g_clear_error (&error);
+  KinModelPaths no_vae = { "/nonexistent/t", "/nonexistent/e", NULL };
+  g_assert_null (kin_pipeline_new (&no_vae, kin_backend_cpu (), KIN_MEMORY_BALANCED, &error));
+  g_assert_nonnull (strstr (error->message, "the VAE is not set"));
+  g_clear_error (&error);
   /* a text encoder that does not fit the transformer */
   g_autofree char *dir = g_dir_make_tmp ("kin-badpack-XXXXXX", NULL);
   g_assert_true (kin_test_pack_write (dir, 12, &error));
