@@ -18,9 +18,14 @@ typedef struct {
 } Bench;
 
 static const Bench benches[] = {
-  { "ops", kin_bench_ops, "matmul and attention throughput at STDiT-XL shapes vs raw sgemm" },
-  { "t5", kin_bench_t5, "T5-XXL-shaped encoder (bf16 weights, 120 tokens) vs raw sgemm, peak RSS" },
-  { "vae", kin_bench_vae, "SD-VAE-shaped decoder, one 256² frame (--size 720p: tiled) vs raw sgemm, peak RSS" },
+  { "ops", kin_bench_ops, "matmul and attention throughput at STDiT-XL shapes vs raw sgemm (CPU)" },
+  { "t5", kin_bench_t5, "T5-XXL-shaped encoder (bf16 weights, 120 tokens) vs raw sgemm, peak RSS (CPU)" },
+  { "vae", kin_bench_vae, "SD-VAE-shaped decoder, --frames N --size S (default one 256² frame; 720p: tiled), "
+                          "per-frame ms vs the backend's matmul, peak memory [--backend]" },
+  { "stdit", kin_bench_stdit, "STDiT-XL/2 (Open-Sora 1.1) forward, CFG batch 2 × 16 frames × 512², "
+                              "ms, FLOP, TFLOP/s vs the backend's linear, peak memory [--backend]" },
+  { "generate", kin_bench_generate, "100 IDDPM steps (cfg 7) on that STDiT + VAE decode, without T5: "
+                                    "s per step, decode s, peak memory [--backend]" },
 };
 
 /* Looks for kinora-cuda.so (build tree first, then the install dir) and asks it for devices. */
@@ -101,9 +106,12 @@ static int
 cmd_bench (int argc, char **argv)
 {
   if (argc < 2) {
-    fprintf (stderr, "usage: kinora-cli bench NAME [options]\n");
+    fprintf (stderr, "usage: kinora-cli bench NAME [options]   (bench NAME --help lists its options)\n");
     for (guint i = 0; i < G_N_ELEMENTS (benches); i++)
-      fprintf (stderr, "  %-6s %s\n", benches[i].name, benches[i].help);
+      fprintf (stderr, "  %-8s %s\n", benches[i].name, benches[i].help);
+    fprintf (stderr, "--backend cpu|cuda|auto picks the backend (default auto); asking for cuda where it "
+             "is not available fails instead of measuring the CPU.\n"
+             "Small CPU run: kinora-cli bench stdit --backend cpu --depth 1 --frames 2 --size 64\n");
     return 2;
   }
   for (guint i = 0; i < G_N_ELEMENTS (benches); i++)
@@ -124,7 +132,8 @@ usage (void)
            "  export INPUT OUTPUT         convert a clip (mp4, webm, gif, PNG folder)\n"
            "  info [--buckets] [--weights PATH] [--transformer DIR --text-encoder DIR --vae DIR]\n"
            "                          show version, devices, models, buckets\n"
-           "  bench NAME [options]    measure the engine (bench with no name lists them)\n");
+           "  bench NAME [options]    measure the engine: ops, t5, vae, stdit, generate\n"
+           "                          (bench with no name describes them; --backend cpu|cuda|auto)\n");
 }
 
 int

@@ -65,3 +65,28 @@ kin_backend_for_device (const char *device)
     g_debug ("CUDA not available (%s); using the CPU", error->message);
   return kin_backend_cpu ();
 }
+
+gboolean
+kin_backend_memory_stats (KinBackend *be, uint64_t *in_use, uint64_t *peak, uint64_t *total)
+{
+  uint64_t a = 0, b = 0, c = 0;
+  if (be == NULL || be->memory_stats == NULL) {
+    if (in_use) *in_use = 0;
+    if (peak) *peak = 0;
+    if (total) *total = 0;
+    return FALSE;
+  }
+  be->memory_stats (be, &a, &b, &c);
+  if (in_use) *in_use = a;
+  if (peak) *peak = b;
+  if (total) *total = c;
+  return TRUE;
+}
+
+void
+kin_backend_reset_peak_memory (KinBackend *be)
+{
+  if (be != NULL && be->reset_peak_memory != NULL)
+    be->reset_peak_memory (be);
+}
+

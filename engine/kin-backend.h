@@ -124,9 +124,18 @@ struct _KinBackend {
   void (*copy) (KinBackend *be, KinTensor *y, int64_t y_offset, const KinTensor *x,
                 int64_t x_offset, int64_t n);
 
+  /* Optional (NULL = not tracked): bytes of backend memory in use now, the most in use since the
+   * last reset, and the device's total (0 if unknown).  reset_peak sets peak to in_use. */
+  void (*memory_stats) (KinBackend *be, uint64_t *in_use, uint64_t *peak, uint64_t *total);
+  void (*reset_peak_memory) (KinBackend *be);
+
   /* error state (see the top of this file) */
   GError *error;
 };
+
+/* Backend memory statistics (see memory_stats above); FALSE when the backend does not track them. */
+gboolean  kin_backend_memory_stats (KinBackend *be, uint64_t *in_use, uint64_t *peak, uint64_t *total);
+void      kin_backend_reset_peak_memory (KinBackend *be);
 
 /* The CPU backend (process-wide singleton; thread-safe to use from one engine thread). */
 KinBackend *kin_backend_cpu (void);
