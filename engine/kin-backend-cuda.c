@@ -30,9 +30,12 @@ report (KinBackend *be, const char *op, int rc)
 {
   if (rc == KIN_CUDA_OK)
     return;
-  int code = rc == KIN_CUDA_ERR_OOM ? KIN_ENGINE_ERROR_OUT_OF_MEMORY
-             : rc == KIN_CUDA_ERR_BAD_INPUT ? KIN_ENGINE_ERROR_BAD_INPUT
-                                            : KIN_ENGINE_ERROR_FAILED;
+  if (rc == KIN_CUDA_ERR_OOM) {  /* recoverable: the module has already released its cache */
+    kin_backend_set_error (be, KIN_ENGINE_ERROR_OUT_OF_MEMORY, "the GPU ran out of memory (CUDA %s: %s); %s",
+                           op, OPS (be)->error_message (CTX (be)), KIN_BACKEND_OOM_HINT);
+    return;
+  }
+  int code = rc == KIN_CUDA_ERR_BAD_INPUT ? KIN_ENGINE_ERROR_BAD_INPUT : KIN_ENGINE_ERROR_FAILED;
   kin_backend_set_error (be, code, "CUDA %s: %s", op, OPS (be)->error_message (CTX (be)));
 }
 
@@ -95,6 +98,56 @@ static void
 cuda_synchronize (KinBackend *be)
 {
   report (be, "synchronize", OPS (be)->synchronize (CTX (be)));
+}
+
+static void
+cuda_memory_stats (KinBackend *be, uint64_t *in_use, uint64_t *peak, uint64_t *total)
+{
+  OPS (be)->memory_stats (CTX (be), in_use, peak, NULL, total);
+}
+
+static void
+cuda_reset_peak_memory (KinBackend *be)
+{
+  OPS (be)->reset_peak_memory (CTX (be));
+}
+
+/* --- graphs --- */
+
+static gboolean
+cuda_graph_begin (KinBackend *be)
+{
+  if (be->error)
+    return FALSE;
+  int rc = OPS (be)->graph_begin (CTX (be));
+  report (be, "graph capture", rc);
+  return rc == KIN_CUDA_OK;
+}
+
+static gpointer
+cuda_graph_end (KinBackend *be)
+{
+  KinCudaGraph *g = NULL;
+  int rc = OPS (be)->graph_end (CTX (be), &g);
+  report (be, "graph capture", rc);
+  if (g != NULL && be->error != NULL) {  /* an op failed (or was refused) inside the capture */
+    OPS (be)->graph_destroy (CTX (be), g);
+    g = NULL;
+  }
+  return rc == KIN_CUDA_OK ? g : NULL;
+}
+
+static void
+cuda_graph_launch (KinBackend *be, gpointer graph)
+{
+  if (!be->error)
+    report (be, "graph launch", OPS (be)->graph_launch (CTX (be), graph));
+}
+
+static void
+cuda_graph_free (KinBackend *be, gpointer graph)
+{
+  report (be, "graph free", OPS (be)->graph_destroy (CTX (be), graph));
 }
 
 /* --- matrices --- */
@@ -454,6 +507,13 @@ fill_table (KinBackend *be)
   be->rope = cuda_rope;
   be->permute = cuda_permute;
   be->copy = cuda_copy;
+  be->memory_stats = cuda_memory_stats;
+  be->reset_peak_memory = cuda_reset_peak_memory;
+  be->graph_begin = cuda_graph_begin;
+  be->graph_end = cuda_graph_end;
+  be->graph_launch = cuda_graph_launch;
+  be->graph_free = cuda_graph_free;
+  be->linear_weights_bf16 = TRUE;
 }
 
 static KinBackend *
@@ -514,8 +574,16 @@ cuda_open (GError **error)
   KinBackend *be = g_new0 (KinBackend, 1);
   be->priv = priv;
   fill_table (be);
-  if (g_strcmp0 (g_getenv ("KIN_CUDA_EXACT"), "1") == 0)
+  if (g_strcmp0 (g_getenv ("KIN_CUDA_EXACT"), "1") == 0) {
+    /* the CPU's arithmetic: half weights widened, F32 weights kept F32 */
     ops->set_option (ctx, KIN_CUDA_OPT_EXACT_HALF, 1);
+    be->linear_weights_bf16 = FALSE;
+  }
+  const char *wt = g_getenv ("KIN_CUDA_WEIGHTS");
+  if (wt != NULL && (g_ascii_strcasecmp (wt, "f32") == 0 || g_ascii_strcasecmp (wt, "stored") == 0))
+    be->linear_weights_bf16 = FALSE;
+  else if (wt != NULL && g_ascii_strcasecmp (wt, "bf16") == 0)
+    be->linear_weights_bf16 = TRUE;
   g_debug ("CUDA backend: %s", ops->describe (ctx));
   return be;
 }
@@ -546,9 +614,29 @@ kin_backend_cuda_describe (KinBackend *be)
   return OPS (be)->describe (CTX (be));
 }
 
+guint64
+kin_backend_cuda_graph_launches (KinBackend *be)
+{
+  g_return_val_if_fail (kin_backend_is_cuda (be), 0);
+  return OPS (be)->graph_launches (CTX (be));
+}
+
+gboolean
+kin_backend_cuda_trim (KinBackend *be)
+{
+  g_return_val_if_fail (kin_backend_is_cuda (be), FALSE);
+  int rc = OPS (be)->trim (CTX (be));
+  report (be, "trim", rc);
+  return rc == KIN_CUDA_OK;
+}
+
 gboolean
 kin_backend_cuda_set_option (KinBackend *be, KinCudaOption option, int value)
 {
+  if (kin_backend_is_cuda (be) && option == KIN_CUDA_OPTION_BF16_WEIGHTS) {
+    be->linear_weights_bf16 = value != 0;
+    return TRUE;
+  }
   static const int map[] = {
     [KIN_CUDA_OPTION_CUDNN] = KIN_CUDA_OPT_CUDNN,
     [KIN_CUDA_OPTION_EXACT_HALF] = KIN_CUDA_OPT_EXACT_HALF,

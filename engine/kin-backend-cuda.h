@@ -7,7 +7,9 @@
  *
  * The backend is a process-wide singleton on device 0, like the CPU one; use it from one thread
  * at a time (the engine thread).  Ops queue work on one CUDA stream; download() and
- * synchronize() wait for it. */
+ * synchronize() wait for it.  Memory comes from the module's stream-ordered caching allocator
+ * (freeing never waits; memory_stats reports it); a device out-of-memory is a recoverable
+ * KIN_ENGINE_ERROR_OUT_OF_MEMORY.  The backend supports graphs (kin_backend_has_graphs). */
 #pragma once
 
 #include "kin-backend.h"
@@ -34,9 +36,19 @@ typedef enum {
   KIN_CUDA_OPTION_ATTENTION_PATH,
   /* scratch budget in KiB for im2col and attention score bands (0 = default 256 MiB) */
   KIN_CUDA_OPTION_SCRATCH_KIB,
+  /* linear weights stored F32 in a checkpoint are uploaded as BF16 (default TRUE: half the
+   * memory; see KinBackend.linear_weights_bf16).  Applies to models loaded afterwards.
+   * $KIN_CUDA_WEIGHTS=f32 (or KIN_CUDA_EXACT=1) turns it off at start-up, =bf16 on. */
+  KIN_CUDA_OPTION_BF16_WEIGHTS,
 } KinCudaOption;
 
 /* Sets an option; FALSE when @be is not the CUDA backend or the value is refused. */
 gboolean    kin_backend_cuda_set_option (KinBackend *be, KinCudaOption option, int value);
+
+/* Graph replays queued since start-up (tests check that a graphed run really replayed). */
+guint64     kin_backend_cuda_graph_launches (KinBackend *be);
+/* Gives the allocator's cached, unused device memory back to CUDA (also done on its own when
+ * an allocation fails). */
+gboolean    kin_backend_cuda_trim (KinBackend *be);
 
 G_END_DECLS

@@ -90,3 +90,9 @@ kin_backend_reset_peak_memory (KinBackend *be)
     be->reset_peak_memory (be);
 }
 
+gboolean
+kin_backend_has_graphs (KinBackend *be)
+{
+  return be != NULL && be->graph_begin != NULL && be->graph_end != NULL && be->graph_launch != NULL &&
+         be->graph_free != NULL;
+}

@@ -129,6 +129,26 @@ struct _KinBackend {
   void (*memory_stats) (KinBackend *be, uint64_t *in_use, uint64_t *peak, uint64_t *total);
   void (*reset_peak_memory) (KinBackend *be);
 
+  /* Optional (NULL = no graphs; see kin_backend_has_graphs): record the ops queued between
+   * graph_begin() and graph_end() into a graph instead of running them, then replay it with
+   * graph_launch().  Inside a capture nothing may upload, download or synchronize (the backend
+   * fails those ops), and host-side decisions are frozen into the graph, so a captured sequence
+   * must depend on nothing but device memory whose address stays the same.  Memory allocated or
+   * freed during the capture (and everything live when it began) stays reserved for the graph
+   * until graph_free(), so its temporaries keep their addresses across replays.  graph_end()
+   * returns NULL (with the backend's error set) when the capture broke; the backend stays
+   * usable.  At most one graph lives at a time. */
+  gboolean (*graph_begin) (KinBackend *be);
+  gpointer (*graph_end) (KinBackend *be);
+  void     (*graph_launch) (KinBackend *be, gpointer graph);
+  void     (*graph_free) (KinBackend *be, gpointer graph);
+
+  /* Storage for linear-layer weights that a checkpoint keeps in F32 (kin_weights_get_linear):
+   * FALSE keeps F32 (the CPU, bit-exact); TRUE converts them to BF16 once at load (device
+   * backends: half the memory, tensor cores, f32 accumulation).  F16/BF16 weights always keep
+   * their type. */
+  gboolean linear_weights_bf16;
+
   /* error state (see the top of this file) */
   GError *error;
 };
@@ -136,6 +156,12 @@ struct _KinBackend {
 /* Backend memory statistics (see memory_stats above); FALSE when the backend does not track them. */
 gboolean  kin_backend_memory_stats (KinBackend *be, uint64_t *in_use, uint64_t *peak, uint64_t *total);
 void      kin_backend_reset_peak_memory (KinBackend *be);
+/* TRUE when @be can capture and replay graphs (graph_begin … above). */
+gboolean  kin_backend_has_graphs (KinBackend *be);
+
+/* What to tell a user whose device ran out of memory; appended to OUT_OF_MEMORY messages. */
+#define KIN_BACKEND_OOM_HINT \
+  "try a smaller size or fewer frames, the CPU device, or low memory mode"
 
 /* The CPU backend (process-wide singleton; thread-safe to use from one engine thread). */
 KinBackend *kin_backend_cpu (void);

@@ -23,7 +23,21 @@ struct _KinPipeline {
   KinStdit *dit;
   KinVae *vae;
   int factor;                /* VAE down-sampling */
+  gboolean graphs;           /* replay the denoising step as a graph where the backend can */
 };
+
+/* A device out-of-memory error says what to do about it (once). */
+static void
+oom_hint (GError **error)
+{
+  if (error == NULL || *error == NULL || !g_error_matches (*error, KIN_ENGINE_ERROR, KIN_ENGINE_ERROR_OUT_OF_MEMORY) ||
+      strstr ((*error)->message, KIN_BACKEND_OOM_HINT) != NULL)
+    return;
+  GError *e = g_error_new (KIN_ENGINE_ERROR, KIN_ENGINE_ERROR_OUT_OF_MEMORY, "%s; %s", (*error)->message,
+                           KIN_BACKEND_OOM_HINT);
+  g_clear_error (error);
+  g_propagate_error (error, e);
+}
 
 /* --- model paths --- */
 
@@ -96,6 +110,7 @@ kin_pipeline_new (const KinModelPaths *paths, KinBackend *be, KinMemoryMode mode
   g_autoptr (KinPipeline) p = g_new0 (KinPipeline, 1);
   p->be = be;
   p->mode = mode;
+  p->graphs = g_strcmp0 (g_getenv ("KIN_CUDA_GRAPHS"), "0") != 0;
   gboolean have_t = paths && paths->transformer && *paths->transformer;
   gboolean have_e = paths && paths->text_encoder && *paths->text_encoder;
   gboolean have_v = paths && paths->vae && *paths->vae;
@@ -154,7 +169,14 @@ kin_pipeline_new (const KinModelPaths *paths, KinBackend *be, KinMemoryMode mode
   return g_steal_pointer (&p);
 fail:
   g_set_error (error, local->domain, local->code, "cannot load the %s: %s", which, local->message);
+  oom_hint (error);
   return NULL;
+}
+
+void
+kin_pipeline_set_graphs (KinPipeline *p, gboolean enable)
+{
+  p->graphs = enable;
 }
 
 void
@@ -319,6 +341,7 @@ typedef struct {
   KinPipeline *p;
   const KinRequest *req;
   KinTensor *y;          /* [2, L, C_cap]: prompt, null caption */
+  KinTensor *xt, *ot;    /* the model's input [2, C, T, h, w] and output [2, 2C, T, h, w] */
   int32_t mask[1 * 4096];
   int L;
   float height, width, num_frames, ar, fps;
@@ -334,18 +357,20 @@ model_call (gpointer user, const float *x, const float *timesteps, const guint8 
 {
   Gen *g = user;
   KinBackend *be = g->p->be;
-  g_autoptr (KinTensor) xt = kin_tensor_from_host_f32 (be, x, 5, g->shape, error);
-  int64_t os[5] = { g->shape[0], 2 * g->shape[1], g->shape[2], g->shape[3], g->shape[4] };
-  g_autoptr (KinTensor) ot = kin_tensor_new (be, KIN_DTYPE_F32, 5, os, error);
-  if (xt == NULL || ot == NULL)
+  /* made once per job: the same buffers every step */
+  if (g->xt == NULL && (g->xt = kin_tensor_new (be, KIN_DTYPE_F32, 5, g->shape, error)) == NULL)
     return FALSE;
-  KinStditInput in = { .x = xt, .timestep = timesteps, .y = g->y, .mask = g->mask, .mask_rows = 1,
+  int64_t os[5] = { g->shape[0], 2 * g->shape[1], g->shape[2], g->shape[3], g->shape[4] };
+  if (g->ot == NULL && (g->ot = kin_tensor_new (be, KIN_DTYPE_F32, 5, os, error)) == NULL)
+    return FALSE;
+  be->upload (be, g->xt->data, x, kin_tensor_nbytes (g->xt));
+  KinStditInput in = { .x = g->xt, .timestep = timesteps, .y = g->y, .mask = g->mask, .mask_rows = 1,
                        .height = &g->height, .width = &g->width, .num_frames = &g->num_frames,
                        .ar = &g->ar, .fps = &g->fps, .cond_rows = 1, .x_mask = x_mask };
-  if (!kin_stdit_forward (g->p->dit, &in, ot, error))
+  if (!kin_stdit_forward (g->p->dit, &in, g->ot, error))
     return FALSE;
-  be->download (be, out, ot->data, kin_tensor_nbytes (ot));
-  return TRUE;
+  be->download (be, out, g->ot->data, kin_tensor_nbytes (g->ot));
+  return kin_backend_take_error (be, error);
 }
 
 static void
@@ -545,6 +570,9 @@ kin_pipeline_generate (KinPipeline *p, const KinRequest *req_in, KinProgressFunc
     .on_step = on_step, .step_data = &g, .cancellable = cancellable,
   };
   gboolean ok;
+  /* CUDA graphs for the denoising step: the first step runs eagerly, the second is captured,
+   * the others replay it (kin_stdit_set_graphs); off again when sampling ends */
+  kin_stdit_set_graphs (p->dit, p->graphs && kin_backend_has_graphs (p->be));
   if (req.sampler == KIN_SAMPLER_DPM_SOLVER) {
     ok = kin_dpm_solver_sample (req.steps, &run, z, sample, error);
   } else {
@@ -552,6 +580,9 @@ kin_pipeline_generate (KinPipeline *p, const KinRequest *req_in, KinProgressFunc
                                                                                 : KIN_IDDPM_TABLES_F32, error);
     ok = sched != NULL && kin_iddpm_sample (sched, &run, z, sample, error);
   }
+  kin_stdit_set_graphs (p->dit, FALSE);
+  g_clear_pointer (&g.xt, kin_tensor_free);
+  g_clear_pointer (&g.ot, kin_tensor_free);
   if (!ok)
     goto out;
   if (progress && !progress ("decoding", 0, 1, NULL, 0, 0, 0, user_data))
@@ -583,8 +614,11 @@ kin_pipeline_generate (KinPipeline *p, const KinRequest *req_in, KinProgressFunc
 cancelled:
   g_set_error (error, KIN_ENGINE_ERROR, KIN_ENGINE_ERROR_CANCELLED, "generation cancelled");
 out:
+  oom_hint (error);
   kin_iddpm_schedule_free (sched);
   kin_tensor_free (g.y);
+  kin_tensor_free (g.xt);
+  kin_tensor_free (g.ot);
   kin_tensor_free (lat_t);
   kin_tensor_free (video);
   g_free (z);

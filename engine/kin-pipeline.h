@@ -97,8 +97,13 @@ int          kin_pipeline_max_text_length (KinPipeline *p);
 void         kin_pipeline_request_defaults (KinPipeline *p, KinRequest *req);
 /* Checks sizes, steps, conditioning before any work; BAD_INPUT with a clear message. */
 gboolean     kin_pipeline_validate (KinPipeline *p, const KinRequest *req, GError **error);
+/* Errors: KIN_ENGINE_ERROR_OUT_OF_MEMORY when the device (or host) runs out of memory, with a
+ * message that says what to try; the pipeline stays usable for a smaller request. */
 KinClip     *kin_pipeline_generate (KinPipeline *p, const KinRequest *req, KinProgressFunc progress,
                                     gpointer user_data, GCancellable *cancellable, GError **error);
+/* Whether the denoising step may run as a replayed graph on backends that have them (default on;
+ * $KIN_CUDA_GRAPHS=0 turns it off).  Results are the same either way. */
+void         kin_pipeline_set_graphs (KinPipeline *p, gboolean enable);
 
 /* Requests and clips */
 void         kin_request_copy (KinRequest *dst, const KinRequest *src);

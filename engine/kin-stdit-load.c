@@ -482,7 +482,8 @@ ld_tensor (Loader *l, gboolean native, int ndim, int64_t d0, int64_t d1, const c
   g_autofree char *name = g_strdup_vprintf (fmt, ap);
   va_end (ap);
   int64_t shape[2] = { d0, d1 };
-  return native ? kin_weights_get_native (l->ws, l->be, name, ndim, shape, &l->error)
+  /* linear weights in the backend's storage (BF16 on a GPU when stored F32), the rest F32 */
+  return native ? kin_weights_get_linear (l->ws, l->be, name, ndim, shape, &l->error)
                 : kin_weights_get_f32 (l->ws, l->be, name, ndim, shape, &l->error);
 }
 
@@ -708,6 +709,7 @@ kin_stdit_free (KinStdit *m)
 {
   if (m == NULL)
     return;
+  kin_stdit_graphs_clear (m);
   g_clear_pointer (&m->work, kin_stdit_work_free);
   g_clear_pointer (&m->x_embedder_weight, kin_tensor_free);
   g_clear_pointer (&m->x_embedder_bias, kin_tensor_free);

@@ -39,6 +39,15 @@ typedef struct {
 
 typedef struct _KinStditWork KinStditWork;
 
+/* CUDA-graph state of the forward pass (kin-stdit.c, kin_stdit_set_graphs) */
+typedef struct {
+  gboolean on;
+  gboolean failed;          /* a capture broke: eager until graphs are turned on again */
+  GByteArray *key;          /* what the last call's device work depended on (NULL: none yet) */
+  gpointer graph;           /* the backend's graph for @key, or NULL */
+  guint captures, replays;
+} KinStditGraphs;
+
 struct _KinStdit {
   KinStditConfig cfg;
   KinBackend *be;
@@ -62,9 +71,12 @@ struct _KinStdit {
   KinStditLinear final_linear;      /* C → ph·pw·Cout */
 
   KinStditWork *work;               /* activation buffers, reused while the sizes stay */
+  KinStditGraphs graphs;
 };
 
 /* kin-stdit.c */
 void kin_stdit_work_free (KinStditWork *w);
+/* Frees the graph and its key (kin_stdit_free, kin_stdit_set_graphs). */
+void kin_stdit_graphs_clear (KinStdit *m);
 
 G_END_DECLS

@@ -73,6 +73,19 @@ struct _KinStditWork {
   KinTensor *conv;            /* [B·T, C, Hp, Wp] patch-embedding output */
   KinTensor *tok_out;         /* [M, p·p·Cout] final-layer output */
   KinTensor *unpatch;         /* [Cout, T, Hp·p, Wp·p] one sample, when cropping */
+  KinTensor *feat;            /* [FEAT_ROWS·B, freq_dim] the call's sinusoid features (see below) */
+};
+
+/* Rows of KinStditWork.feat, in units of B rows: the host-made sinusoid features of one call,
+ * uploaded once before any device work (and outside a captured graph).  v1.0 has only t. */
+enum {
+  FEAT_T = 0,                 /* timestep */
+  FEAT_T0 = 1,                /* timestep 0 (x_mask) */
+  FEAT_CSIZE = 2,             /* (height, width): 2 rows per sample */
+  FEAT_AR = 4,
+  FEAT_FL = 5,                /* num_frames */
+  FEAT_FPS = 6,
+  FEAT_ROWS_V2 = 7,
 };
 
 typedef struct {
@@ -319,7 +332,7 @@ kin_stdit_work_free (KinStditWork *w)
                         &w->y_mid, &w->y_all, &w->y_pad, &w->kv, &w->mod_spc, &w->mod_tmp,
                         &w->blk_spc, &w->blk_tmp, &w->fin, &w->fin0, &w->pos, &w->tpe,
                         &w->rope_cos, &w->rope_sin, &w->x_frames, &w->conv, &w->tok_out,
-                        &w->unpatch };
+                        &w->unpatch, &w->feat };
   for (guint i = 0; i < G_N_ELEMENTS (all); i++)
     g_clear_pointer (all[i], kin_tensor_free);
   g_free (w);
@@ -358,6 +371,7 @@ work_alloc (Run *r, KinStditWork *w, GError **error)
   w->tok_out = new2 (be, error, m, r->p * r->p * r->Cout);
   if (r->Hp * r->p != r->H || r->Wp * r->p != r->W)
     w->unpatch = new2 (be, error, r->Cout * r->T, r->Hp * r->p * r->Wp * r->p);
+  w->feat = new2 (be, error, (cfg->version == KIN_STDIT_V2 ? FEAT_ROWS_V2 : 1) * r->B, cfg->freq_dim);
   if (*error != NULL)
     return FALSE;
   /* Rows of y_pad past a sample's caption are never attended to, but kv_linear reads them:
@@ -499,18 +513,14 @@ mlp_silu (Run *r, const KinStditMlp *mlp, const KinTensor *x, int64_t rows)
   return y;
 }
 
-/* t_embedder on host timesteps: features [n, 256] → MLP → [n, C].  @freq_name names the hook. */
+/* t_embedder on the timestep features at feat rows [row·B, row·B + B): MLP → [B, C].  @freq_name
+ * names the hook. */
 static KinTensor *
-embed_timestep (Run *r, const float *t, const char *freq_name)
+embed_timestep (Run *r, int row, const char *freq_name)
 {
-  int f = r->cfg->freq_dim;
-  g_autofree float *feat = g_new (float, r->B * f);
-  timestep_features (feat, t, r->B, f, r->cfg->bf16_quirks);
-  KinTensor *ft = run_upload (r, feat, r->B, f);
-  if (ft == NULL)
-    return NULL;
-  hook2 (r, freq_name, ft, r->B, f);
-  return mlp_silu (r, &r->m->t_embedder, ft, r->B);
+  KinTensor ft = view2 (r->w->feat, row * r->B * r->cfg->freq_dim, r->B, r->cfg->freq_dim);
+  hook2 (r, freq_name, &ft, r->B, r->cfg->freq_dim);
+  return mlp_silu (r, &r->m->t_embedder, &ft, r->B);
 }
 
 /* SiLU → Linear (t_block, t_block_temp) on [B, C]. */
@@ -526,21 +536,49 @@ adaln (Run *r, const KinStditLinear *lin, const KinTensor *x)
   return y;
 }
 
-/* A SizeEmbedder on @dims scalars per sample (host values, entry of sample b at
- * values[d][b % cond_rows]): [B, dims·out]. */
+/* A SizeEmbedder on @dims scalars per sample, whose features are at feat rows starting row·B:
+ * [B, dims·out]. */
 static KinTensor *
-embed_sizes (Run *r, const KinStditMlp *mlp, const float *const *values, int dims)
+embed_sizes (Run *r, const KinStditMlp *mlp, int row, int dims)
+{
+  int64_t n = r->B * dims;
+  KinTensor ft = view2 (r->w->feat, row * r->B * r->cfg->freq_dim, n, r->cfg->freq_dim);
+  return mlp_silu (r, mlp, &ft, n);
+}
+
+/* The host-made inputs of the call, in one upload to w->feat: sinusoid features of the timesteps
+ * (quirk 5: 999 → 1000 under bf16_quirks), of timestep 0, and of the v1.1 size conditioning
+ * (entry of sample b at values[b % cond_rows]). */
+static void
+upload_features (Run *r)
 {
   int f = r->cfg->freq_dim;
-  int64_t n = r->B * dims;
-  g_autofree float *s = g_new (float, n);
-  for (int64_t b = 0; b < r->B; b++)
-    for (int d = 0; d < dims; d++)
-      s[b * dims + d] = maybe_bf16 (r, values[d][b % r->cond_rows]);
-  g_autofree float *feat = g_new (float, n * f);
-  timestep_features (feat, s, n, f, r->cfg->bf16_quirks);
-  KinTensor *ft = run_upload (r, feat, n, f);
-  return ft ? mlp_silu (r, mlp, ft, n) : NULL;
+  int64_t B = r->B;
+  gboolean bf16 = r->cfg->bf16_quirks;
+  int64_t rows = r->w->feat->shape[0];
+  g_autofree float *feat = g_new0 (float, rows * f);
+  g_autofree float *s = g_new (float, MAX (2 * B, 1));
+  for (int64_t b = 0; b < B; b++)
+    s[b] = maybe_bf16 (r, r->in->timestep[b]);
+  timestep_features (feat + FEAT_T * B * f, s, B, f, bf16);
+  if (r->cfg->version == KIN_STDIT_V2) {
+    for (int64_t b = 0; b < B; b++)
+      s[b] = 0.0f;
+    timestep_features (feat + FEAT_T0 * B * f, s, B, f, bf16);
+    const KinStditInput *in = r->in;
+    const struct { int row, dims; const float *v[2]; } sizes[] = {
+      { FEAT_CSIZE, 2, { in->height, in->width } }, { FEAT_AR, 1, { in->ar } },
+      { FEAT_FL, 1, { in->num_frames } }, { FEAT_FPS, 1, { in->fps } },
+    };
+    for (guint i = 0; i < G_N_ELEMENTS (sizes); i++) {
+      int dims = sizes[i].dims;
+      for (int64_t b = 0; b < B; b++)
+        for (int d = 0; d < dims; d++)
+          s[b * dims + d] = maybe_bf16 (r, sizes[i].v[d][b % r->cond_rows]);
+      timestep_features (feat + sizes[i].row * B * f, s, B * dims, f, bf16);
+    }
+  }
+  r->be->upload (r->be, r->w->feat->data, feat, rows * f * sizeof (float));
 }
 
 /* v1.0: t and t_block(t).  v1.1: t, data_info, fl, their t_block / t_block_temp outputs, and
@@ -550,21 +588,17 @@ embed_conditions (Run *r)
 {
   KinBackend *be = r->be;
   KinStdit *m = r->m;
-  g_autofree float *ts = g_new (float, r->B);
-  for (int64_t b = 0; b < r->B; b++)
-    ts[b] = maybe_bf16 (r, r->in->timestep[b]);   /* quirk 5: 999 → 1000 in bf16 */
-  r->t = embed_timestep (r, ts, "t_freq");
+  r->t = embed_timestep (r, FEAT_T, "t_freq");
   hook2 (r, "t", r->t, r->B, r->C);
   if (r->cfg->version == KIN_STDIT_V1) {
     r->t_mlp = adaln (r, &m->t_block, r->t);
     hook2 (r, "t0", r->t_mlp, r->B, 6 * r->C);     /* upstream v1.0 calls t_block(t) "t0" */
     return;
   }
-  const float *hw[2] = { r->in->height, r->in->width };
-  KinTensor *csize = embed_sizes (r, &m->csize_embedder, hw, 2);      /* [B, 2D] */
-  KinTensor *ar = embed_sizes (r, &m->ar_embedder, &r->in->ar, 1);    /* [B, D] */
-  KinTensor *fl = embed_sizes (r, &m->fl_embedder, &r->in->num_frames, 1);
-  KinTensor *fps = embed_sizes (r, &m->fps_embedder, &r->in->fps, 1);
+  KinTensor *csize = embed_sizes (r, &m->csize_embedder, FEAT_CSIZE, 2);  /* [B, 2D] */
+  KinTensor *ar = embed_sizes (r, &m->ar_embedder, FEAT_AR, 1);          /* [B, D] */
+  KinTensor *fl = embed_sizes (r, &m->fl_embedder, FEAT_FL, 1);
+  KinTensor *fps = embed_sizes (r, &m->fps_embedder, FEAT_FPS, 1);
   KinTensor *data_info = run_new (r, r->B, r->C);
   KinTensor *t_spc = run_new (r, r->B, r->C);
   KinTensor *t_tmp = run_new (r, r->B, r->C);
@@ -589,8 +623,7 @@ embed_conditions (Run *r)
   hook2 (r, "t_tmp_mlp", r->t_tmp_mlp, r->B, 3 * r->C);
   if (!r->has_x_mask)
     return;
-  g_autofree float *zeros = g_new0 (float, r->B);
-  KinTensor *t0 = embed_timestep (r, zeros, "t0_freq");
+  KinTensor *t0 = embed_timestep (r, FEAT_T0, "t0_freq");
   KinTensor *t0_tmp = run_new (r, r->B, r->C);
   r->t0_spc = run_new (r, r->B, r->C);
   if (t0_tmp == NULL || t0 == NULL)
@@ -604,10 +637,30 @@ embed_conditions (Run *r)
   hook2 (r, "t0_tmp_mlp", r->t0_tmp_mlp, r->B, 3 * r->C);
 }
 
-/* Caption MLP on all B·L tokens, then each sample's valid tokens (mask ≠ 0, in order) moved to
- * the front of its rows in y_pad; y_lens counts them.  Same selection as upstream's packing. */
+/* Each sample's caption tokens (mask ≠ 0) and how many: y_lens.  Host only (before any device
+ * work: the lengths decide the copies of embed_captions and the attention masks). */
 static gboolean
-embed_captions (Run *r, GError **error)
+caption_lens (Run *r, GError **error)
+{
+  for (int64_t b = 0; b < r->B; b++) {
+    const int32_t *mask = r->in->mask ? r->in->mask + (b % r->mask_rows) * r->L : NULL;
+    int32_t n = 0;
+    for (int64_t l = 0; l < r->L; l++)
+      n += mask == NULL || mask[l] != 0;
+    if (n == 0) {
+      g_set_error (error, KIN_ENGINE_ERROR, KIN_ENGINE_ERROR_BAD_INPUT,
+                   "STDiT: sample %" G_GINT64_FORMAT " has an empty caption mask", b);
+      return FALSE;
+    }
+    r->y_lens[b] = n;
+  }
+  return TRUE;
+}
+
+/* Caption MLP on all B·L tokens, then each sample's valid tokens (mask ≠ 0, in order) moved to
+ * the front of its rows in y_pad.  Same selection as upstream's packing. */
+static void
+embed_captions (Run *r)
 {
   KinBackend *be = r->be;
   KinStditWork *w = r->w;
@@ -619,7 +672,7 @@ embed_captions (Run *r, GError **error)
   hook2 (r, "y_embedder.out", w->y_all, bl, c);
   for (int64_t b = 0; b < r->B; b++) {
     const int32_t *mask = r->in->mask ? r->in->mask + (b % r->mask_rows) * l_len : NULL;
-    int32_t n = 0;
+    int64_t n = 0;
     for (int64_t l = 0; l < l_len;) {
       if (mask != NULL && mask[l] == 0) {
         l++;
@@ -629,17 +682,10 @@ embed_captions (Run *r, GError **error)
       while (l + run < l_len && (mask == NULL || mask[l + run] != 0))
         run++;
       be->copy (be, w->y_pad, (b * l_len + n) * c, w->y_all, (b * l_len + l) * c, run * c);
-      n += (int32_t) run;
+      n += run;
       l += run;
     }
-    if (n == 0) {
-      g_set_error (error, KIN_ENGINE_ERROR, KIN_ENGINE_ERROR_BAD_INPUT,
-                   "STDiT: sample %" G_GINT64_FORMAT " has an empty caption mask", b);
-      return FALSE;
-    }
-    r->y_lens[b] = n;
   }
-  return TRUE;
 }
 
 /* The golden files record the packed captions [1, Σ y_len, C] and y_lens: made for the hook only. */
@@ -974,6 +1020,104 @@ check_input (Run *r, KinTensor *out, GError **error)
   return TRUE;
 }
 
+/* The device work from the embedded x (w->x) to the final layer's tokens (w->tok_out).  Nothing
+ * in here uploads, downloads or looks at device data on the host (with hooks off), so it can be
+ * captured into a graph: its host-side decisions depend only on what graph_key() records. */
+static void
+body (Run *r)
+{
+  embed_conditions (r);
+  if (r->error == NULL)
+    embed_captions (r);
+  hook_captions (r);
+  if (r->error != NULL)
+    return;
+  build_frame_tables (r);
+  for (int i = 0; i < r->cfg->depth && !kin_backend_failed (r->be); i++) {
+    block_forward (r, i);
+    g_autofree char *name = g_strdup_printf ("block.%d.out", i);
+    KinTensor v = view2 (r->w->x, 0, r->M, r->C);
+    hook (r, name, i, &v);
+  }
+  final_layer (r);
+}
+
+/* What body()'s work depends on besides the contents of device memory: the work buffers (the
+ * sizes), the caption tensor's address, each sample's caption mask and the x_mask. */
+static GByteArray *
+graph_key (Run *r)
+{
+  GByteArray *k = g_byte_array_new ();
+  const void *ptrs[2] = { r->w, r->in->y->data };
+  g_byte_array_append (k, (const guint8 *) ptrs, sizeof ptrs);
+  g_autofree int32_t *row = g_new (int32_t, r->L);
+  for (int64_t b = 0; b < r->B; b++) {
+    const int32_t *mask = r->in->mask ? r->in->mask + (b % r->mask_rows) * r->L : NULL;
+    for (int64_t l = 0; l < r->L; l++)
+      row[l] = mask == NULL || mask[l] != 0;
+    g_byte_array_append (k, (const guint8 *) row, r->L * sizeof (int32_t));
+  }
+  guint8 xm = r->has_x_mask;
+  g_byte_array_append (k, &xm, 1);
+  if (r->has_x_mask)
+    g_byte_array_append (k, r->in->x_mask, r->B * r->T);
+  return k;
+}
+
+/* Runs body() eagerly, or through the model's graph (kin_stdit_set_graphs): the first call with a
+ * new key runs eagerly, the second is captured and launched, later ones are replays. */
+static void
+run_body (Run *r)
+{
+  KinStditGraphs *gs = &r->m->graphs;
+  KinBackend *be = r->be;
+  if (!gs->on || gs->failed || r->in->hook != NULL || !kin_backend_has_graphs (be) ||
+      kin_backend_failed (be)) {
+    body (r);
+    return;
+  }
+  g_autoptr (GByteArray) key = graph_key (r);
+  gboolean same = gs->key != NULL && gs->key->len == key->len &&
+                  memcmp (gs->key->data, key->data, key->len) == 0;
+  if (same && gs->graph != NULL) {
+    be->graph_launch (be, gs->graph);
+    gs->replays++;
+    return;
+  }
+  if (gs->graph != NULL) {  /* another shape or layout: the old graph never runs again */
+    be->graph_free (be, gs->graph);
+    gs->graph = NULL;
+  }
+  if (!same) {  /* eager first: buffers and tables are made, caches warm */
+    g_clear_pointer (&gs->key, g_byte_array_unref);
+    gs->key = g_steal_pointer (&key);
+    body (r);
+    return;
+  }
+  if (be->graph_begin (be)) {
+    body (r);  /* recorded, not run */
+    gpointer g = be->graph_end (be);
+    if (g != NULL && r->error == NULL) {
+      gs->graph = g;
+      gs->captures++;
+      be->graph_launch (be, g);
+      gs->replays++;
+      return;
+    }
+    if (g != NULL)
+      be->graph_free (be, g);
+  }
+  /* Something in the body was not capture-safe (or memory ran out inside the capture): nothing
+   * of it ran, so run it eagerly and stay eager. */
+  g_autoptr (GError) why = NULL;
+  kin_backend_take_error (be, &why);
+  g_warning ("STDiT: graph capture failed (%s); running without graphs",
+             why ? why->message : r->error ? r->error->message : "unknown reason");
+  g_clear_error (&r->error);
+  gs->failed = TRUE;
+  body (r);
+}
+
 static gboolean
 forward (Run *r, KinTensor *out, GError **error)
 {
@@ -986,23 +1130,16 @@ forward (Run *r, KinTensor *out, GError **error)
     hook2 (r, "pos_emb", r->w->pos, r->S, r->C);
   }
   r->y_lens = g_new0 (int32_t, r->B);
-  embed_x (r);
-  embed_conditions (r);
-  if (r->error == NULL && !embed_captions (r, error))
+  if (!caption_lens (r, error))
     return FALSE;
-  hook_captions (r);
+  /* the call's inputs into persistent buffers: features uploaded, x through the patch embedding */
+  upload_features (r);
+  embed_x (r);
+  run_body (r);
   if (r->error != NULL) {
     g_propagate_error (error, g_steal_pointer (&r->error));
     return FALSE;
   }
-  build_frame_tables (r);
-  for (int i = 0; i < r->cfg->depth && !kin_backend_failed (r->be); i++) {
-    block_forward (r, i);
-    g_autofree char *name = g_strdup_printf ("block.%d.out", i);
-    KinTensor v = view2 (r->w->x, 0, r->M, r->C);
-    hook (r, name, i, &v);
-  }
-  final_layer (r);
   unpatchify (r, out);
   return kin_backend_take_error (r->be, error);
 }
@@ -1024,4 +1161,34 @@ kin_stdit_forward (KinStdit *m, const KinStditInput *in, KinTensor *out, GError 
   g_ptr_array_unref (r.temps);
   g_free (r.y_lens);
   return ok;
+}
+
+void
+kin_stdit_graphs_clear (KinStdit *m)
+{
+  if (m->graphs.graph != NULL)
+    m->be->graph_free (m->be, m->graphs.graph);
+  m->graphs.graph = NULL;
+  g_clear_pointer (&m->graphs.key, g_byte_array_unref);
+}
+
+void
+kin_stdit_set_graphs (KinStdit *m, gboolean on)
+{
+  g_return_if_fail (m != NULL);
+  kin_stdit_graphs_clear (m);
+  m->graphs.on = on;
+  m->graphs.failed = FALSE;
+}
+
+guint
+kin_stdit_graph_replays (KinStdit *m)
+{
+  return m->graphs.replays;
+}
+
+guint
+kin_stdit_graph_captures (KinStdit *m)
+{
+  return m->graphs.captures;
 }

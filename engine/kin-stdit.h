@@ -70,7 +70,8 @@ gboolean  kin_stdit_config_from_weights (KinStditConfig *cfg, KinWeights *ws, GE
 
 typedef struct _KinStdit KinStdit;
 
-/* Uploads the weights of @ws to @be (F16/BF16 matrices stay in their storage type).  Missing or
+/* Uploads the weights of @ws to @be (F16/BF16 matrices stay in their storage type; F32 linear
+ * weights become BF16 on a backend that asks for it, see KinBackend.linear_weights_bf16).  Missing or
  * mis-shaped keys fail with BAD_WEIGHTS naming the key, the file and both shapes.  Stored v1.0
  * pos_embed / pos_embed_temporal buffers are accepted and ignored (recomputed).  Keys nothing
  * reads are listed in one warning. */
@@ -119,6 +120,19 @@ typedef struct {
 /* Runs the model.  @out: [B, out_channels, T, H, W] F32 on the model's backend (cropped back to
  * the input size when H or W was padded). */
 gboolean  kin_stdit_forward (KinStdit *m, const KinStditInput *in, KinTensor *out, GError **error);
+
+/* Graphs (backends with kin_backend_has_graphs; a no-op elsewhere).  While on, a forward whose
+ * device work is the same as the previous call's — same sizes, the same y tensor (its contents
+ * may change), the same caption mask and x_mask, no hook — is captured into a graph once (the
+ * first call of a shape runs eagerly) and replayed by every later matching call.  What changes
+ * per call (x, the timesteps, the size conditioning) goes into persistent device buffers before
+ * the replay, outside the graph.  A call that does not match runs eagerly and drops the graph.
+ * A capture that fails is logged and the model stays eager until graphs are turned on again.
+ * Turning graphs off frees the graph (do it when sampling ends: the graph reserves its memory). */
+void      kin_stdit_set_graphs (KinStdit *m, gboolean on);
+/* Forward calls that were graph replays / captures since the model was loaded (for tests). */
+guint     kin_stdit_graph_replays (KinStdit *m);
+guint     kin_stdit_graph_captures (KinStdit *m);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (KinStdit, kin_stdit_free)
 

@@ -255,7 +255,7 @@ t5_matrix (KinT5 *m, const char *name, int64_t rows, int64_t cols, GError **erro
     memcpy (whole.shape, shape, sizeof shape);
     return kin_tensor_view (&whole, 0, 2, shape);
   }
-  return kin_weights_get_native (m->ws, m->be, name, 2, shape, error);
+  return kin_weights_get_linear (m->ws, m->be, name, 2, shape, error);
 }
 
 /* Gives the pages of a mapped block back to the kernel (non-destructive: they are read again from

@@ -175,6 +175,26 @@ kin_weight_entry_to_f32 (const KinWeightEntry *e)
   return out;
 }
 
+/* @e (any dtype but BF16) rounded to BF16 into @t: f32 first, then nearest-even bf16. */
+static gboolean
+upload_as_bf16 (const KinWeightEntry *e, KinBackend *be, KinTensor *t, size_t n, GError **error)
+{
+  g_autofree float *f = g_try_new (float, MAX (n, 1));
+  g_autofree uint16_t *h = g_try_new (uint16_t, MAX (n, 1));
+  if (f == NULL || h == NULL) {
+    g_set_error (error, KIN_ENGINE_ERROR, KIN_ENGINE_ERROR_OUT_OF_MEMORY,
+                 "tensor %s in %s: out of host memory converting it to BF16", e->name, e->file);
+    return FALSE;
+  }
+  if (!kin_convert_to_f32 (f, e->data, e->dtype, n) || !kin_convert_from_f32 (h, KIN_DTYPE_BF16, f, n)) {
+    g_set_error (error, KIN_ENGINE_ERROR, KIN_ENGINE_ERROR_BAD_WEIGHTS,
+                 "tensor %s in %s: cannot convert %s to BF16", e->name, e->file, kin_dtype_name (e->dtype));
+    return FALSE;
+  }
+  be->upload (be, t->data, h, n * sizeof (uint16_t));
+  return TRUE;
+}
+
 static KinTensor *
 upload_entry (const KinWeightEntry *e, KinBackend *be, KinDType want, GError **error)
 {
@@ -184,6 +204,13 @@ upload_entry (const KinWeightEntry *e, KinBackend *be, KinDType want, GError **e
   size_t n = e->nbytes / kin_dtype_size (e->dtype);
   if (want == e->dtype) {
     be->upload (be, t->data, e->data, e->nbytes);
+    return t;
+  }
+  if (want == KIN_DTYPE_BF16) {
+    if (!upload_as_bf16 (e, be, t, n, error)) {
+      kin_tensor_free (t);
+      return NULL;
+    }
     return t;
   }
   gboolean host = g_strcmp0 (be->name, "cpu") == 0;
@@ -219,6 +246,19 @@ kin_weights_get_native (KinWeights *ws, KinBackend *be, const char *name, int nd
   if (e == NULL)
     return NULL;
   KinDType want = (e->dtype == KIN_DTYPE_F16 || e->dtype == KIN_DTYPE_BF16) ? e->dtype : KIN_DTYPE_F32;
+  return upload_entry (e, be, want, error);
+}
+
+KinTensor *
+kin_weights_get_linear (KinWeights *ws, KinBackend *be, const char *name, int ndim,
+                        const int64_t *shape, GError **error)
+{
+  const KinWeightEntry *e = kin_weights_require (ws, name, ndim, shape, error);
+  if (e == NULL)
+    return NULL;
+  KinDType want = (e->dtype == KIN_DTYPE_F16 || e->dtype == KIN_DTYPE_BF16) ? e->dtype
+                  : be->linear_weights_bf16                                 ? KIN_DTYPE_BF16
+                                                                            : KIN_DTYPE_F32;
   return upload_entry (e, be, want, error);
 }
 

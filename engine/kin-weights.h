@@ -53,6 +53,11 @@ KinTensor  *kin_weights_get_f32 (KinWeights *ws, KinBackend *be, const char *nam
 /* Like _get_f32 but keeps F16/BF16 storage (F32 stays F32; other dtypes are converted to F32). */
 KinTensor  *kin_weights_get_native (KinWeights *ws, KinBackend *be, const char *name, int ndim,
                                     const int64_t *shape, GError **error);
+/* The weight matrix of a linear layer in the storage @be prefers: F16/BF16 kept; anything else
+ * becomes BF16 when be->linear_weights_bf16 (device backends: half the memory), else F32 (the
+ * CPU: exactly _get_native). */
+KinTensor  *kin_weights_get_linear (KinWeights *ws, KinBackend *be, const char *name, int ndim,
+                                    const int64_t *shape, GError **error);
 /* Host f32 copy of an entry (g_free); NULL on an unsupported dtype. */
 float      *kin_weight_entry_to_f32 (const KinWeightEntry *e);
 

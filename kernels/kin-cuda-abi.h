@@ -24,7 +24,7 @@
 extern "C" {
 #endif
 
-#define KIN_CUDA_ABI_VERSION 2
+#define KIN_CUDA_ABI_VERSION 3
 
 typedef enum {
   KIN_CUDA_OK = 0,
@@ -56,6 +56,7 @@ typedef enum {
 } KinCudaModuleOption;
 
 typedef struct KinCudaCtx KinCudaCtx;
+typedef struct KinCudaGraph KinCudaGraph;
 
 /* Rows are tokens; head h of a row occupies channels [h*head_dim, (h+1)*head_dim).  Row r of
  * sequence b of q is at q + (b*lq + r)*q_stride; likewise k and v with kv_stride, out with
@@ -66,7 +67,9 @@ typedef struct {
   float *out;                   /* device */
   int64_t q_stride, kv_stride, out_stride;
   float scale;
-  const int32_t *kv_lens;       /* host [batch] or NULL (all lk) */
+  const int32_t *kv_lens;       /* host [batch] or NULL (all lk); read during the call only (the
+                                 * kernels get the lengths as launch parameters: no upload, no
+                                 * synchronisation, safe inside a graph capture) */
   const float *bias;            /* device [heads, lq, lk] or NULL */
 } KinCudaAttention;
 
@@ -89,7 +92,12 @@ typedef struct {
   const char *(*describe) (KinCudaCtx *ctx);
   int         (*set_option) (KinCudaCtx *ctx, int option, int value);
 
-  /* memory: alloc returns zeroed memory, NULL when out of memory (error_message says so) */
+  /* memory: alloc returns zeroed memory, NULL when out of memory (error_message says so; the
+   * module has already released its cache and tried again).  Blocks come from a stream-ordered
+   * cache: free never waits for the device, and a freed block may be handed out again at once
+   * (work queued on the module's stream before the free still sees the old contents).
+   * upload() returns once @host may be reused; download() and synchronize() wait for the stream.
+   * upload, download and synchronize fail (KIN_CUDA_ERR_BAD_INPUT) while a graph is captured. */
   void *(*alloc) (KinCudaCtx *ctx, size_t bytes);
   int   (*free) (KinCudaCtx *ctx, void *ptr);
   int   (*upload) (KinCudaCtx *ctx, void *dst, const void *host, size_t bytes);
@@ -139,6 +147,31 @@ typedef struct {
                   const int *perm);
   /* n elements; overlapping ranges allowed */
   int (*copy) (KinCudaCtx *ctx, float *y, const float *x, int64_t n);
+
+  /* --- ABI 3 --- */
+  /* Bytes handed out by alloc() now, the most since the last reset_peak_memory(), held from CUDA
+   * (handed out + cached), and the device's total memory (0 if unknown).  Any pointer may be
+   * NULL. */
+  int (*memory_stats) (KinCudaCtx *ctx, uint64_t *in_use, uint64_t *peak, uint64_t *reserved,
+                       uint64_t *total);
+  int (*reset_peak_memory) (KinCudaCtx *ctx);
+  /* Gives every cached, unused block back to CUDA. */
+  int (*trim) (KinCudaCtx *ctx);
+
+  /* CUDA graphs.  graph_begin() starts capturing the module's stream: ops queued until
+   * graph_end() are recorded, not run.  graph_end() turns them into an executable graph (NULL
+   * and an error when the capture broke, e.g. by an upload, download or synchronize inside it;
+   * the context stays usable).  graph_launch() queues one replay on the stream.  At most one
+   * graph lives at a time.  Memory: every block live at graph_begin, allocated during the
+   * capture or freed during it stays reserved for the graph until graph_destroy(), so the
+   * graph's temporaries keep their addresses; the caller keeps the graph's inputs and outputs
+   * alive and writes new inputs into them (upload, copy) before each launch. */
+  int (*graph_begin) (KinCudaCtx *ctx);
+  int (*graph_end) (KinCudaCtx *ctx, KinCudaGraph **graph);
+  int (*graph_launch) (KinCudaCtx *ctx, KinCudaGraph *graph);
+  int (*graph_destroy) (KinCudaCtx *ctx, KinCudaGraph *graph);
+  /* Replays queued so far (for tests). */
+  uint64_t (*graph_launches) (KinCudaCtx *ctx);
 } KinCudaOps;
 
 #define KIN_CUDA_MAX_DIMS 6

@@ -23,14 +23,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+// Key lengths travel in the launch parameters, up to this many sequences per launch (calls with
+// more sequences and kv_lens are split into launches of at most this many): no device copy of
+// the lengths, no upload, no synchronisation, and a graph capture records them with the launch.
+#define ATTN_LENS_MAX 64
+
 struct AttnArgs {
   const float *q, *k, *v;
   float *out;
   int64_t q_stride, kv_stride, out_stride;
   int heads, lq, lk, head_dim;
   float scale;
-  const int32_t *lens;  // device [batch], clamped to [0, lk]; NULL = lk for every sequence
   const float *bias;    // [heads, lq, lk] or NULL
+  int has_lens;         // 0: lk keys for every sequence
+  int32_t lens[ATTN_LENS_MAX];  // sequence b's keys, clamped to [0, lk]
 };
 
 // --- 1. short sequences ---
@@ -50,7 +56,7 @@ k_attn_short (AttnArgs a, int64_t items)
   const int64_t bh = item / a.lq;
   const int h = (int) (bh % a.heads);
   const int64_t b = bh / a.heads;
-  const int lk = a.lens ? a.lens[b] : a.lk;
+  const int lk = a.has_lens ? a.lens[b] : a.lk;
 
   const float *qr = a.q + (b * a.lq + row) * a.q_stride + (int64_t) h * D;
   const float *kb = a.k + b * a.lk * a.kv_stride + (int64_t) h * D;
@@ -145,7 +151,7 @@ k_attn_flash (AttnArgs a, int nqb)
   const int h = (int) (bh % a.heads);
   const int64_t b = bh / a.heads;
   const int q0 = qb * FA_BQ;
-  const int lk = a.lens ? a.lens[b] : a.lk;  // the same for the whole block
+  const int lk = a.has_lens ? a.lens[b] : a.lk;  // the same for the whole block
 
   for (int idx = threadIdx.x; idx < FA_BQ * D; idx += blockDim.x) {
     int r = idx / D, e = idx % D, row = q0 + r;
@@ -231,6 +237,12 @@ k_attn_flash (AttnArgs a, int nqb)
   }
 }
 
+static inline int
+clamp_len (int32_t v, int lk)
+{
+  return v < 0 ? 0 : v > lk ? lk : v;
+}
+
 // --- 3. cuBLAS + masked softmax ---
 
 #define SM_THREADS 256
@@ -269,7 +281,7 @@ k_attn_softmax (float *s, int nr, int64_t ld, int len, const float *bias, int64_
 }
 
 static int
-attn_gemm (KinCudaCtx *ctx, const KinCudaAttention *d, const int32_t *lens_host)
+attn_gemm (KinCudaCtx *ctx, const KinCudaAttention *d)
 {
   const int H = d->heads, LQ = d->lq, LK = d->lk, D = d->head_dim;
   if (d->q_stride < D || d->kv_stride < D || d->out_stride < D)  // cuBLAS leading dimensions
@@ -285,7 +297,7 @@ attn_gemm (KinCudaCtx *ctx, const KinCudaAttention *d, const int32_t *lens_host)
     return rc;
   float *S = (float *) ws;  // [H][nr][LK]
   for (int64_t b = 0; b < d->batch; b++) {
-    const int lk = lens_host ? lens_host[b] : LK;
+    const int lk = d->kv_lens ? clamp_len (d->kv_lens[b], LK) : LK;
     const float *kb = d->k + b * LK * d->kv_stride, *vb = d->v + b * LK * d->kv_stride;
     for (int r0 = 0; r0 < LQ; r0 += (int) nr_max) {
       const int nr = (int) (LQ - r0 < nr_max ? LQ - r0 : nr_max);
@@ -315,46 +327,6 @@ attn_gemm (KinCudaCtx *ctx, const KinCudaAttention *d, const int32_t *lens_host)
 }
 
 // --- dispatch ---
-
-// Mirrors the clamped kv_lens on the device; uploads only when they change (they are the same
-// for every step of a job).  Returns the device array in *dev (NULL without kv_lens).
-static int
-prepare_lens (KinCudaCtx *ctx, const KinCudaAttention *d, const int32_t **dev)
-{
-  *dev = NULL;
-  if (d->kv_lens == NULL)
-    return KIN_CUDA_OK;
-  if (d->batch > ctx->lens_cap) {
-    int32_t *h = (int32_t *) realloc (ctx->lens_host, (size_t) d->batch * sizeof (int32_t));
-    if (h == NULL)
-      return kin_cuda_fail (ctx, KIN_CUDA_ERR_OOM, __FILE__, __LINE__, "attention: out of host memory");
-    ctx->lens_host = h;
-    ctx->lens_count = 0;
-    ctx->lens_cap = 0;
-    if (ctx->lens_dev != NULL) {
-      CUDA_TRY (cudaStreamSynchronize (ctx->stream));
-      CUDA_TRY (cudaFree (ctx->lens_dev));
-      ctx->lens_dev = NULL;
-    }
-    CUDA_TRY (cudaMalloc (&ctx->lens_dev, (size_t) d->batch * sizeof (int32_t)));
-    ctx->lens_cap = d->batch;
-  }
-  bool changed = d->batch != ctx->lens_count;
-  for (int i = 0; i < d->batch; i++) {
-    int32_t v = d->kv_lens[i] < 0 ? 0 : d->kv_lens[i] > d->lk ? d->lk : d->kv_lens[i];
-    changed |= ctx->lens_host[i] != v;
-    ctx->lens_host[i] = v;
-  }
-  if (changed) {
-    CUDA_TRY (cudaMemcpyAsync (ctx->lens_dev, ctx->lens_host, (size_t) d->batch * sizeof (int32_t),
-                               cudaMemcpyHostToDevice, ctx->stream));
-    // lens_host is rewritten by the next call: let the copy finish (rare: lens seldom change)
-    CUDA_TRY (cudaStreamSynchronize (ctx->stream));
-    ctx->lens_count = d->batch;
-  }
-  *dev = ctx->lens_dev;
-  return KIN_CUDA_OK;
-}
 
 template <int NC>
 static void
@@ -390,18 +362,11 @@ kin_cuda_attention (KinCudaCtx *ctx, const KinCudaAttention *d)
       path = 3;
   }
 
-  const int32_t *lens_dev = NULL;
-  int rc = prepare_lens (ctx, d, &lens_dev);
-  if (rc != KIN_CUDA_OK)
-    return rc;
   if (path == 3)
-    return attn_gemm (ctx, d, d->kv_lens ? ctx->lens_host : NULL);
+    return attn_gemm (ctx, d);
 
   AttnArgs a;
-  a.q = d->q;
-  a.k = d->k;
-  a.v = d->v;
-  a.out = d->out;
+  memset (&a, 0, sizeof a);
   a.q_stride = d->q_stride;
   a.kv_stride = d->kv_stride;
   a.out_stride = d->out_stride;
@@ -410,15 +375,26 @@ kin_cuda_attention (KinCudaCtx *ctx, const KinCudaAttention *d)
   a.lk = d->lk;
   a.head_dim = D;
   a.scale = d->scale;
-  a.lens = lens_dev;
   a.bias = d->bias;
+  a.has_lens = d->kv_lens != NULL;
   const bool shortk = path == 1;
-  switch ((D + 31) / 32) {
-  case 1: launch_small_d<1> (ctx, a, d->batch, shortk); break;
-  case 2: launch_small_d<2> (ctx, a, d->batch, shortk); break;
-  case 3: launch_small_d<3> (ctx, a, d->batch, shortk); break;
-  default: launch_small_d<4> (ctx, a, d->batch, shortk); break;
+  // without kv_lens one launch takes every sequence; with them, ATTN_LENS_MAX at a time
+  const int chunk = a.has_lens ? ATTN_LENS_MAX : d->batch;
+  for (int b0 = 0; b0 < d->batch; b0 += chunk) {
+    const int nb = d->batch - b0 < chunk ? d->batch - b0 : chunk;
+    a.q = d->q + (int64_t) b0 * d->lq * d->q_stride;
+    a.k = d->k + (int64_t) b0 * d->lk * d->kv_stride;
+    a.v = d->v + (int64_t) b0 * d->lk * d->kv_stride;
+    a.out = d->out + (int64_t) b0 * d->lq * d->out_stride;
+    for (int i = 0; a.has_lens && i < nb; i++)
+      a.lens[i] = clamp_len (d->kv_lens[b0 + i], d->lk);
+    switch ((D + 31) / 32) {
+    case 1: launch_small_d<1> (ctx, a, nb, shortk); break;
+    case 2: launch_small_d<2> (ctx, a, nb, shortk); break;
+    case 3: launch_small_d<3> (ctx, a, nb, shortk); break;
+    default: launch_small_d<4> (ctx, a, nb, shortk); break;
+    }
+    LAUNCH_CHECK ();
   }
-  LAUNCH_CHECK ();
   return KIN_CUDA_OK;
 }

@@ -11,8 +11,11 @@
 // Default scratch budget for im2col columns and attention score bands; ops work in chunks that
 // fit (ctx->scratch_budget, KIN_CUDA_OPT_SCRATCH_KIB).
 #define KIN_CUDA_SCRATCH_BUDGET ((size_t) 256 << 20)
+// cuBLAS's workspace (cublasSetWorkspace)
+#define KIN_CUDA_CUBLAS_WS ((size_t) 32 << 20)
 
-struct KinCudaCudnn;  // kin-cuda-conv.cu (NULL when libcudnn is absent)
+struct KinCudaCudnn;      // kin-cuda-conv.cu (NULL when libcudnn is absent)
+struct KinCudaAllocator;  // kin-cuda-memory.cu
 
 struct KinCudaCtx {
   int device;
@@ -20,14 +23,19 @@ struct KinCudaCtx {
   cublasHandle_t cublas;
   KinCudaCudnn *cudnn;
 
-  // one growable device workspace; ops use it in stream order, never two at once
+  // the caching allocator (kin-cuda-memory.cu)
+  KinCudaAllocator *mem;
+  // one growable device workspace (a block of the allocator); ops use it in stream order, never
+  // two at once
   void *ws;
   size_t ws_size;
+  // cuBLAS's own workspace, set once so that cuBLAS never allocates (graph capture included)
+  void *cublas_ws;
 
-  // kv_lens of the last attention call, clamped, mirrored on the device
-  int32_t *lens_host;
-  int32_t *lens_dev;
-  int lens_cap, lens_count;
+  // graphs: a capture open on the stream, the live graph (at most one), launches so far
+  int capturing;
+  KinCudaGraph *graph;
+  uint64_t graph_launches;
 
   int opt_cudnn, opt_exact_half, opt_attention;
   size_t scratch_budget;  // bytes
@@ -64,8 +72,24 @@ int kin_cuda_fail_cublas (KinCudaCtx *ctx, cublasStatus_t s, const char *call, c
 
 #define BAD_INPUT(...) kin_cuda_fail (ctx, KIN_CUDA_ERR_BAD_INPUT, __FILE__, __LINE__, __VA_ARGS__)
 
+// kin-cuda-memory.cu: the caching allocator (see there), the workspace and graphs.
+int kin_cuda_mem_init (KinCudaCtx *ctx);
+void kin_cuda_mem_shutdown (KinCudaCtx *ctx);
+// A block of at least @bytes (contents undefined), or KIN_CUDA_ERR_OOM after a trim and a retry.
+int kin_cuda_mem_get (KinCudaCtx *ctx, size_t bytes, void **out);
+// Returns a block to the cache; no synchronisation (the next user is queued behind its last one).
+int kin_cuda_mem_put (KinCudaCtx *ctx, void *p);
+// Releases every cached block to CUDA (one stream synchronisation).
+int kin_cuda_mem_trim (KinCudaCtx *ctx);
+void kin_cuda_mem_stats (KinCudaCtx *ctx, uint64_t *in_use, uint64_t *peak, uint64_t *reserved,
+                         uint64_t *total);
+void kin_cuda_mem_reset_peak (KinCudaCtx *ctx);
 // Makes the workspace at least @bytes large (contents are not kept).
 int kin_cuda_workspace (KinCudaCtx *ctx, size_t bytes, void **out);
+int kin_cuda_graph_begin (KinCudaCtx *ctx);
+int kin_cuda_graph_end (KinCudaCtx *ctx, KinCudaGraph **out);
+int kin_cuda_graph_launch (KinCudaCtx *ctx, KinCudaGraph *graph);
+int kin_cuda_graph_destroy (KinCudaCtx *ctx, KinCudaGraph *graph);
 
 // Blocks for a grid-stride loop over @n items.
 static inline unsigned

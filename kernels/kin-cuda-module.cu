@@ -1,8 +1,9 @@
 // kinora-cuda.so — the CUDA backend module, opened by the engine with GModule.
 //
 // This file holds the module's entry points (ABI version, discovery, the op table), the context
-// (stream, cuBLAS handle, cuDNN when present, workspace), memory and error reporting.  The ops
-// live in kin-cuda-{gemm,norm,elementwise,attention,conv}.cu.  Every entry point is extern "C"
+// (stream, cuBLAS handle, cuDNN when present), transfers and error reporting.  Device memory
+// (the caching allocator, the workspace, graphs) is kin-cuda-memory.cu; the ops live in
+// kin-cuda-{gemm,norm,elementwise,attention,conv}.cu.  Every entry point is extern "C"
 // and never throws or aborts: failures are a status code plus a message that the engine turns
 // into a GError (see kin-cuda-abi.h).
 //
@@ -56,31 +57,6 @@ kin_cuda_fail_cublas (KinCudaCtx *ctx, cublasStatus_t s, const char *call, const
 {
   int status = s == CUBLAS_STATUS_ALLOC_FAILED ? KIN_CUDA_ERR_OOM : KIN_CUDA_ERR_DEVICE;
   return kin_cuda_fail (ctx, status, file, line, "%s: %s", call, cublasGetStatusString (s));
-}
-
-// --- workspace ---
-
-int
-kin_cuda_workspace (KinCudaCtx *ctx, size_t bytes, void **out)
-{
-  if (bytes <= ctx->ws_size) {
-    *out = ctx->ws;
-    return KIN_CUDA_OK;
-  }
-  // kernels still reading the old workspace must finish first (cudaFree waits for the device
-  // too, but the stream is non-blocking: say it explicitly)
-  if (ctx->ws != NULL) {
-    CUDA_TRY (cudaStreamSynchronize (ctx->stream));
-    CUDA_TRY (cudaFree (ctx->ws));
-    ctx->ws = NULL;
-    ctx->ws_size = 0;
-  }
-  size_t round = (size_t) 1 << 20;
-  size_t want = (bytes + round - 1) / round * round;
-  CUDA_TRY (cudaMalloc (&ctx->ws, want));
-  ctx->ws_size = want;
-  *out = ctx->ws;
-  return KIN_CUDA_OK;
 }
 
 // --- context ---
@@ -145,6 +121,18 @@ ctx_init (int device, char *msg, size_t msg_len)
     free (ctx);
     return NULL;
   }
+  // cuBLAS gets a workspace of its own once (32 MiB, what it recommends on Hopper), so that it
+  // never allocates behind the allocator's back, in particular during a graph capture
+  if (kin_cuda_mem_init (ctx) != KIN_CUDA_OK ||
+      kin_cuda_mem_get (ctx, KIN_CUDA_CUBLAS_WS, &ctx->cublas_ws) != KIN_CUDA_OK ||
+      cublasSetWorkspace (ctx->cublas, ctx->cublas_ws, KIN_CUDA_CUBLAS_WS) != CUBLAS_STATUS_SUCCESS) {
+    snprintf (msg, msg_len, "cannot set up device memory: %s", ctx->msg[0] ? ctx->msg : "cuBLAS workspace refused");
+    kin_cuda_mem_shutdown (ctx);
+    cublasDestroy (ctx->cublas);
+    cudaStreamDestroy (ctx->stream);
+    free (ctx);
+    return NULL;
+  }
   kin_cuda_cudnn_open (ctx);
 
   cudaDeviceProp prop;
@@ -166,14 +154,17 @@ ctx_shutdown (KinCudaCtx *ctx)
 {
   if (ctx == NULL)
     return;
+  if (ctx->capturing) {
+    cudaGraph_t g = NULL;
+    if (cudaStreamEndCapture (ctx->stream, &g) == cudaSuccess && g != NULL)
+      cudaGraphDestroy (g);
+    ctx->capturing = 0;
+  }
+  kin_cuda_graph_destroy (ctx, ctx->graph);
   cudaStreamSynchronize (ctx->stream);
   kin_cuda_cudnn_close (ctx);
-  if (ctx->ws)
-    cudaFree (ctx->ws);
-  if (ctx->lens_dev)
-    cudaFree (ctx->lens_dev);
-  free (ctx->lens_host);
   cublasDestroy (ctx->cublas);
+  kin_cuda_mem_shutdown (ctx);  // every block, the workspaces included
   cudaStreamDestroy (ctx->stream);
   free (ctx);
 }
@@ -221,16 +212,13 @@ static void *
 mem_alloc (KinCudaCtx *ctx, size_t bytes)
 {
   void *p = NULL;
-  cudaError_t e = cudaMalloc (&p, bytes ? bytes : 1);
-  if (e != cudaSuccess) {
-    kin_cuda_fail_cuda (ctx, e, "cudaMalloc", __FILE__, __LINE__);
+  if (kin_cuda_mem_get (ctx, bytes ? bytes : 1, &p) != KIN_CUDA_OK)
     return NULL;
-  }
   // zeroed like the CPU backend's memory, so that uninitialised reads are deterministic
-  e = cudaMemsetAsync (p, 0, bytes, ctx->stream);
+  cudaError_t e = cudaMemsetAsync (p, 0, bytes, ctx->stream);
   if (e != cudaSuccess) {
     kin_cuda_fail_cuda (ctx, e, "cudaMemsetAsync", __FILE__, __LINE__);
-    cudaFree (p);
+    kin_cuda_mem_put (ctx, p);
     return NULL;
   }
   return p;
@@ -239,12 +227,15 @@ mem_alloc (KinCudaCtx *ctx, size_t bytes)
 static int
 mem_free (KinCudaCtx *ctx, void *p)
 {
-  // queued kernels may still use @p: let the stream drain first
-  if (p != NULL) {
-    CUDA_TRY (cudaStreamSynchronize (ctx->stream));
-    CUDA_TRY (cudaFree (p));
-  }
-  return KIN_CUDA_OK;
+  return kin_cuda_mem_put (ctx, p);
+}
+
+static int
+no_capture (KinCudaCtx *ctx, const char *what)
+{
+  if (!ctx->capturing)
+    return KIN_CUDA_OK;
+  return BAD_INPUT ("%s while a graph is being captured (not capture-safe: do it before graph_begin)", what);
 }
 
 static int
@@ -252,8 +243,12 @@ mem_upload (KinCudaCtx *ctx, void *dst, const void *host, size_t bytes)
 {
   if (bytes == 0)
     return KIN_CUDA_OK;
+  int rc = no_capture (ctx, "upload");
+  if (rc != KIN_CUDA_OK)
+    return rc;
+  // the caller may free or reuse @host as soon as we return (a pageable copy is staged before
+  // cudaMemcpyAsync returns, but say it explicitly; it also reports a failure here)
   CUDA_TRY (cudaMemcpyAsync (dst, host, bytes, cudaMemcpyHostToDevice, ctx->stream));
-  // the caller may free or reuse @host as soon as we return
   CUDA_TRY (cudaStreamSynchronize (ctx->stream));
   return KIN_CUDA_OK;
 }
@@ -263,6 +258,9 @@ mem_download (KinCudaCtx *ctx, void *host, const void *src, size_t bytes)
 {
   if (bytes == 0)
     return KIN_CUDA_OK;
+  int rc = no_capture (ctx, "download");
+  if (rc != KIN_CUDA_OK)
+    return rc;
   CUDA_TRY (cudaMemcpyAsync (host, src, bytes, cudaMemcpyDeviceToHost, ctx->stream));
   CUDA_TRY (cudaStreamSynchronize (ctx->stream));
   return KIN_CUDA_OK;
@@ -271,8 +269,31 @@ mem_download (KinCudaCtx *ctx, void *host, const void *src, size_t bytes)
 static int
 mem_synchronize (KinCudaCtx *ctx)
 {
+  int rc = no_capture (ctx, "synchronize");
+  if (rc != KIN_CUDA_OK)
+    return rc;
   CUDA_TRY (cudaStreamSynchronize (ctx->stream));
   return KIN_CUDA_OK;
+}
+
+static int
+mem_stats (KinCudaCtx *ctx, uint64_t *in_use, uint64_t *peak, uint64_t *reserved, uint64_t *total)
+{
+  kin_cuda_mem_stats (ctx, in_use, peak, reserved, total);
+  return KIN_CUDA_OK;
+}
+
+static int
+mem_reset_peak (KinCudaCtx *ctx)
+{
+  kin_cuda_mem_reset_peak (ctx);
+  return KIN_CUDA_OK;
+}
+
+static uint64_t
+graph_launches (KinCudaCtx *ctx)
+{
+  return ctx->graph_launches;
 }
 
 // --- the exported entry points ---
@@ -308,6 +329,14 @@ static const KinCudaOps ops_table = {
   kin_cuda_rope,
   kin_cuda_permute,
   kin_cuda_copy,
+  mem_stats,
+  mem_reset_peak,
+  kin_cuda_mem_trim,
+  kin_cuda_graph_begin,
+  kin_cuda_graph_end,
+  kin_cuda_graph_launch,
+  kin_cuda_graph_destroy,
+  graph_launches,
 };
 
 extern "C" {

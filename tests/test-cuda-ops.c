@@ -375,6 +375,7 @@ test_attention (void)
     { 1, 2, 9, 33, 1, FALSE, FALSE, FALSE },
     { 3, 1, 20, 30, 160, FALSE, TRUE, TRUE },   /* head_dim > 128: cuBLAS path only */
     { 2, 1, 50, 50, 512, TRUE, FALSE, FALSE },  /* the VAE's single 512-channel head */
+    { 70, 1, 3, 40, 32, FALSE, TRUE, FALSE },   /* more sequences with lengths than one launch takes */
   };
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
     for (int path = 0; path <= 3; path++)
@@ -520,6 +521,118 @@ test_copy (void)
   expect_close ("copy overlapping backward", x, TOL);
 }
 
+/* --- memory and graphs --- */
+
+static void
+test_memory (void)
+{
+  uint64_t use0 = 0, peak = 0, total = 0, use = 0;
+  g_assert_false (kin_backend_memory_stats (cpu, &use, &peak, &total));
+  g_assert_true (kin_backend_memory_stats (gpu, &use0, &peak, &total));
+  g_assert_cmpuint (total, >, 0);
+  g_assert_cmpuint (peak, >=, use0);
+  kin_backend_reset_peak_memory (gpu);
+
+  int64_t n = 100003;
+  g_autofree float *ones = g_new (float, n);
+  for (int64_t i = 0; i < n; i++)
+    ones[i] = 1.0f;
+  KinTensor *a = kin_tensor_new (gpu, KIN_DTYPE_F32, 1, &n, NULL);
+  g_assert_nonnull (a);
+  gpu->upload (gpu, a->data, ones, n * sizeof (float));
+  kin_backend_memory_stats (gpu, &use, &peak, NULL);
+  g_assert_cmpuint (use, >=, use0 + n * sizeof (float));
+  g_assert_cmpuint (peak, ==, use);
+  uint64_t use_a = use;
+  void *addr = a->data;
+  kin_tensor_free (a);
+  kin_backend_memory_stats (gpu, &use, &peak, NULL);
+  g_assert_cmpuint (use, ==, use0);
+  g_assert_cmpuint (peak, ==, use_a);
+
+  /* the cached block comes back for the same size, zeroed again */
+  KinTensor *b = kin_tensor_new (gpu, KIN_DTYPE_F32, 1, &n, NULL);
+  g_assert_nonnull (b);
+  g_assert_true (b->data == addr);
+  g_autofree float *back = kin_tensor_to_host_f32 (b);
+  for (int64_t i = 0; i < n; i++)
+    g_assert_cmpfloat (back[i], ==, 0.0f);
+  kin_tensor_free (b);
+  kin_backend_reset_peak_memory (gpu);
+  kin_backend_memory_stats (gpu, &use, &peak, NULL);
+  g_assert_cmpuint (peak, ==, use0);
+  g_assert_true (kin_backend_cuda_trim (gpu));
+  kin_backend_memory_stats (gpu, &use, NULL, NULL);
+  g_assert_cmpuint (use, ==, use0);
+  backends_ok ("memory");
+}
+
+/* y = 2·silu(x) + x through a temporary made inside the capture */
+static void
+graph_body (KinBackend *be, KinTensor *y, const KinTensor *x)
+{
+  g_autoptr (KinTensor) tmp = kin_tensor_new (be, KIN_DTYPE_F32, 1, x->shape, NULL);
+  g_assert_nonnull (tmp);
+  be->silu (be, tmp, x);
+  be->scale (be, tmp, tmp, 2.0f, 0.0f);
+  be->add (be, y, tmp, x);
+}
+
+static void
+test_graphs (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_assert_false (kin_backend_has_graphs (cpu));
+  g_assert_true (kin_backend_has_graphs (gpu));
+  const int64_t n = 5000;
+  g_autoptr (Pair) x = pair_r (n), y = pair_r (n);
+  g_assert_true (gpu->graph_begin (gpu));
+  graph_body (gpu, y->g, x->g);  /* recorded, not run: the temporary is freed inside the capture */
+  gpointer graph = gpu->graph_end (gpu);
+  g_assert_nonnull (graph);
+  backends_ok ("graph capture");
+  /* one graph at a time */
+  g_assert_false (gpu->graph_begin (gpu));
+  g_assert_false (kin_backend_take_error (gpu, &error));
+  g_assert_error (error, KIN_ENGINE_ERROR, KIN_ENGINE_ERROR_BAD_INPUT);
+  g_clear_error (&error);
+
+  guint64 launches = kin_backend_cuda_graph_launches (gpu);
+  g_autofree float *h = g_new (float, n);
+  for (int rep = 0; rep < 3; rep++) {
+    /* a new input in the graph's input buffer, then a replay, with other work around it that
+     * allocates and frees: nothing of it may land in the graph's memory */
+    for (int64_t i = 0; i < n; i++)
+      h[i] = (float) g_rand_double_range (rng, -3, 3);
+    memcpy (x->c->data, h, n * sizeof (float));
+    gpu->upload (gpu, x->g->data, h, n * sizeof (float));
+    g_autoptr (Pair) other = pair_r (n);
+    gpu->graph_launch (gpu, graph);
+    g_autoptr (Pair) other2 = pair_r (n);
+    cpu->scale (cpu, other->c, other->c, 3.0f, 1.0f);
+    gpu->scale (gpu, other->g, other->g, 3.0f, 1.0f);
+    graph_body (cpu, y->c, x->c);
+    expect_close ("graph replay", y, TOL);
+    expect_close ("work between replays", other, TOL);
+    expect_close ("work between replays 2", other2, TOL);
+  }
+  g_assert_cmpuint (kin_backend_cuda_graph_launches (gpu), ==, launches + 3);
+  gpu->graph_free (gpu, graph);
+  backends_ok ("graph free");
+
+  /* an upload inside a capture breaks it cleanly: no graph, an error, a usable backend */
+  g_assert_true (gpu->graph_begin (gpu));
+  gpu->upload (gpu, x->g->data, h, n * sizeof (float));
+  g_assert_null (gpu->graph_end (gpu));
+  g_assert_false (kin_backend_take_error (gpu, &error));
+  g_assert_error (error, KIN_ENGINE_ERROR, KIN_ENGINE_ERROR_BAD_INPUT);
+  g_test_message ("broken capture: %s", error->message);
+  g_clear_error (&error);
+  graph_body (cpu, y->c, x->c);
+  graph_body (gpu, y->g, x->g);
+  expect_close ("after a broken capture", y, TOL);
+}
+
 /* --- errors --- */
 
 static void
@@ -533,6 +646,7 @@ test_errors (void)
   g_assert_error (error, KIN_ENGINE_ERROR, KIN_ENGINE_ERROR_OUT_OF_MEMORY);
   g_test_message ("out of memory: %s", error->message);
   g_clear_error (&error);
+  g_assert_true (kin_backend_take_error (gpu, NULL));  /* nothing sticky left behind */
 
   /* a host tensor handed to a CUDA op is refused, not dereferenced */
   g_autoptr (Pair) x = pair_r (64), y = pair_r (64);
@@ -575,6 +689,8 @@ main (int argc, char **argv)
   g_test_add_func ("/cuda/permute", test_permute);
   g_test_add_func ("/cuda/copy", test_copy);
   g_test_add_func ("/cuda/errors", test_errors);
+  g_test_add_func ("/cuda/memory", test_memory);
+  g_test_add_func ("/cuda/graphs", test_graphs);
   int rc = g_test_run ();
   g_rand_free (rng);
   return rc;

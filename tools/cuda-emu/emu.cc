@@ -9,6 +9,28 @@ double emu_warp_slot[32][32];
 void *emu_dyn_smem;
 static cudaError_t last_error = cudaSuccess;
 static std::map<void *, size_t> allocs;
+static size_t allocated;  // bytes held by cudaMalloc
+
+// --- graph capture ---
+struct EmuGraph { std::vector<std::function<void ()>> ops; };
+static bool capturing, capture_broken;
+static EmuGraph *capture_rec;
+
+// Queues @op: runs it now, or records it while a capture is open.
+static void enqueue (std::function<void ()> op)
+{
+  if (capturing) capture_rec->ops.push_back (std::move (op));
+  else op ();
+}
+
+// An operation a capture cannot hold: it breaks the capture.
+static cudaError_t capture_unsupported (const char *what)
+{
+  fprintf (stderr, "emu: %s during a graph capture (breaks it)\n", what);
+  capture_broken = true;
+  last_error = cudaErrorStreamCaptureUnsupported;
+  return cudaErrorStreamCaptureUnsupported;
+}
 
 // --- fibers ---
 struct Fiber { ucontext_t ctx; bool done; unsigned tid; std::vector<char> stack; };
@@ -37,16 +59,23 @@ void emu_warp_barrier (void)
   while (warp_gen[w] == g) yield_to_sched ();
 }
 
+static void run_launch (unsigned grid, unsigned block, size_t smem, const std::function<void ()> &f);
+
 void emu_launch (unsigned grid, unsigned block, size_t smem, cudaStream_t s, std::function<void ()> f)
 {
   if (grid == 0 || block == 0 || block > 1024 || smem > 48 * 1024) { last_error = cudaErrorInvalidConfiguration; return; }
   if (block % 32) { fprintf (stderr, "emu: block %u not a multiple of 32\n", block); abort (); }
+  enqueue ([grid, block, smem, f] () { run_launch (grid, block, smem, f); });
+}
+
+static void run_launch (unsigned grid, unsigned block, size_t smem, const std::function<void ()> &f)
+{
   std::vector<char> dyn (smem + 16);
   emu_dyn_smem = dyn.data ();
   fibers.resize (block);
   gridDim = { grid, 1, 1 };
   blockDim = { block, 1, 1 };
-  cur_fn = &f;
+  cur_fn = const_cast<std::function<void ()> *> (&f);
   for (unsigned b = 0; b < grid; b++) {
     blockIdx = { b, 0, 0 };
     memset (dyn.data (), 0xcd, dyn.size ());  // garbage, like real shared memory
@@ -89,16 +118,54 @@ cudaError_t cudaGetDeviceProperties (cudaDeviceProp *p, int) { strcpy (p->name, 
 cudaError_t cudaSetDevice (int) { return cudaSuccess; }
 cudaError_t cudaStreamCreateWithFlags (cudaStream_t *s, unsigned) { *s = (cudaStream_t) 0x1; return cudaSuccess; }
 cudaError_t cudaStreamDestroy (cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaStreamSynchronize (cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize (cudaStream_t)
+{
+  if (capturing) return capture_unsupported ("cudaStreamSynchronize");
+  return cudaSuccess;
+}
+
+// Device memory: 16 GiB, or $KIN_CUDA_EMU_MEMORY_LIMIT bytes (suffix K, M or G allowed) so that
+// tests can run out of it.  Read at every call: a test may change it between calls.
+static size_t memory_limit (void)
+{
+  const char *v = getenv ("KIN_CUDA_EMU_MEMORY_LIMIT");
+  if (v == NULL || *v == '\0') return 1ull << 34;
+  char *end = NULL;
+  unsigned long long n = strtoull (v, &end, 10);
+  if (end && (*end == 'K' || *end == 'k')) n <<= 10;
+  else if (end && (*end == 'M' || *end == 'm')) n <<= 20;
+  else if (end && (*end == 'G' || *end == 'g')) n <<= 30;
+  return (size_t) n;
+}
 cudaError_t cudaMalloc (void **p, size_t n)
 {
-  if (n > (1ull << 34)) { last_error = cudaErrorMemoryAllocation; return cudaErrorMemoryAllocation; }
+  size_t lim = memory_limit ();
+  if (n > lim || allocated > lim - n) { last_error = cudaErrorMemoryAllocation; return cudaErrorMemoryAllocation; }
   *p = malloc (n ? n : 1);
   memset (*p, 0xab, n);  // garbage, like real device memory
   allocs[*p] = n;
+  allocated += n;
   return cudaSuccess;
 }
-cudaError_t cudaFree (void *p) { if (p) { if (!allocs.erase (p)) { fprintf (stderr, "emu: bad cudaFree\n"); abort (); } free (p); } return cudaSuccess; }
+cudaError_t cudaFree (void *p)
+{
+  if (capturing) return capture_unsupported ("cudaFree");
+  if (p) {
+    auto it = allocs.find (p);
+    if (it == allocs.end ()) { fprintf (stderr, "emu: bad cudaFree\n"); abort (); }
+    allocated -= it->second;
+    allocs.erase (it);
+    free (p);
+  }
+  return cudaSuccess;
+}
+cudaError_t cudaMemGetInfo (size_t *free_bytes, size_t *total_bytes)
+{
+  size_t lim = memory_limit ();
+  *total_bytes = lim;
+  *free_bytes = allocated < lim ? lim - allocated : 0;
+  return cudaSuccess;
+}
 static void check_dev (const void *p, size_t n, const char *what)
 {
   if (n == 0) return;
@@ -109,21 +176,65 @@ static void check_dev (const void *p, size_t n, const char *what)
 bad:
   fprintf (stderr, "emu: %s of %zu bytes outside any allocation\n", what, n); abort ();
 }
-cudaError_t cudaMemsetAsync (void *p, int v, size_t n, cudaStream_t) { check_dev (p, n, "memset"); memset (p, v, n); return cudaSuccess; }
+cudaError_t cudaMemsetAsync (void *p, int v, size_t n, cudaStream_t)
+{
+  enqueue ([=] () { check_dev (p, n, "memset"); memset (p, v, n); });
+  return cudaSuccess;
+}
 cudaError_t cudaMemset2DAsync (void *p, size_t pitch, int v, size_t w, size_t h, cudaStream_t)
 {
   if (w > pitch) return cudaErrorInvalidValue;
-  for (size_t r = 0; r < h; r++) { check_dev ((char *) p + r * pitch, w, "memset2d"); memset ((char *) p + r * pitch, v, w); }
+  enqueue ([=] () {
+    for (size_t r = 0; r < h; r++) { check_dev ((char *) p + r * pitch, w, "memset2d"); memset ((char *) p + r * pitch, v, w); }
+  });
   return cudaSuccess;
 }
 cudaError_t cudaMemcpyAsync (void *d, const void *s, size_t n, cudaMemcpyKind k, cudaStream_t)
 {
-  if (k != cudaMemcpyHostToDevice) check_dev (s, n, "memcpy src");
-  if (k != cudaMemcpyDeviceToHost) check_dev (d, n, "memcpy dst");
+  if (capturing && k != cudaMemcpyDeviceToDevice) return capture_unsupported ("a host transfer");
   if ((const char *) d < (const char *) s + n && (const char *) s < (const char *) d + n && n) { fprintf (stderr, "emu: overlapping memcpy\n"); abort (); }
-  memcpy (d, s, n);
+  enqueue ([=] () {
+    if (k != cudaMemcpyHostToDevice) check_dev (s, n, "memcpy src");
+    if (k != cudaMemcpyDeviceToHost) check_dev (d, n, "memcpy dst");
+    memcpy (d, s, n);
+  });
   return cudaSuccess;
 }
+
+cudaError_t cudaStreamBeginCapture (cudaStream_t, cudaStreamCaptureMode)
+{
+  if (capturing) return cudaErrorIllegalState;
+  capturing = true;
+  capture_broken = false;
+  capture_rec = new EmuGraph;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture (cudaStream_t, cudaGraph_t *graph)
+{
+  *graph = nullptr;
+  if (!capturing) return cudaErrorIllegalState;
+  capturing = false;
+  EmuGraph *g = capture_rec;
+  capture_rec = nullptr;
+  if (capture_broken) { delete g; return cudaErrorStreamCaptureInvalidated; }
+  *graph = g;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate (cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long)
+{
+  if (graph == nullptr) return cudaErrorInvalidValue;
+  *exec = new EmuGraph (*graph);
+  return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch (cudaGraphExec_t exec, cudaStream_t)
+{
+  if (exec == nullptr) return cudaErrorInvalidValue;
+  if (capturing) return capture_unsupported ("cudaGraphLaunch");
+  for (auto &op : exec->ops) op ();
+  return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy (cudaGraphExec_t exec) { delete exec; return cudaSuccess; }
+cudaError_t cudaGraphDestroy (cudaGraph_t graph) { delete graph; return cudaSuccess; }
 cudaError_t cudaGetLastError (void) { cudaError_t e = last_error; last_error = cudaSuccess; return e; }
 const char *cudaGetErrorString (cudaError_t e) { return e == cudaErrorMemoryAllocation ? "out of memory" : e ? "emulated error" : "no error"; }
 const char *cudaGetErrorName (cudaError_t e) { return e ? "cudaErrorEmu" : "cudaSuccess"; }
@@ -158,10 +269,14 @@ __half __float2half_rn (float f) { return { f2h (f) }; }
 float __half2float (__half h) { return h2f (h.x); }
 
 // --- cuBLAS: column-major, by the book ---
+static void gemm_run (cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float al, const void *A,
+                      cudaDataType_t at, int lda, long long sa, const void *B, cudaDataType_t bt, int ldb, long long sb,
+                      float be, void *C, int ldc, long long sc, int batch);
 cublasStatus_t cublasCreate (cublasHandle_t *h) { *h = (cublasHandle_t) 0x2; return CUBLAS_STATUS_SUCCESS; }
 cublasStatus_t cublasDestroy (cublasHandle_t) { return CUBLAS_STATUS_SUCCESS; }
 cublasStatus_t cublasSetStream (cublasHandle_t, cudaStream_t) { return CUBLAS_STATUS_SUCCESS; }
 cublasStatus_t cublasGetVersion (cublasHandle_t, int *v) { *v = 130000; return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasSetWorkspace (cublasHandle_t, void *ws, size_t n) { if (n) check_dev (ws, n, "cublas workspace"); return CUBLAS_STATUS_SUCCESS; }
 const char *cublasGetStatusString (cublasStatus_t s) { return s == CUBLAS_STATUS_INVALID_VALUE ? "CUBLAS_STATUS_INVALID_VALUE" : "CUBLAS_STATUS_EMU"; }
 static double rd (const void *p, cudaDataType_t t, long long i)
 {
@@ -180,7 +295,16 @@ cublasStatus_t cublasGemmStridedBatchedEx (cublasHandle_t, cublasOperation_t ta,
   if (lda < std::max (1, ta == CUBLAS_OP_N ? m : k) || ldb < std::max (1, tb == CUBLAS_OP_N ? k : n) || ldc < std::max (1, m))
     { fprintf (stderr, "emu cublas: bad ld m%d n%d k%d lda%d ldb%d ldc%d ta%d tb%d\n", m, n, k, lda, ldb, ldc, ta, tb); return CUBLAS_STATUS_INVALID_VALUE; }
   if (at != bt || ct != CUDA_R_32F || comp != CUBLAS_COMPUTE_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
+  // host pointer mode: alpha and beta are read now; the product runs in stream order
   float al = *(const float *) alpha, be = *(const float *) beta;
+  enqueue ([=] () { gemm_run (ta, tb, m, n, k, al, A, at, lda, sa, B, bt, ldb, sb, be, C, ldc, sc, batch); });
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+static void gemm_run (cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float al, const void *A,
+                      cudaDataType_t at, int lda, long long sa, const void *B, cudaDataType_t bt, int ldb, long long sb,
+                      float be, void *C, int ldc, long long sc, int batch)
+{
   for (int bi = 0; bi < batch; bi++) {
     const char *Ab = (const char *) A + (size_t) (bi * sa) * esz (at);
     const char *Bb = (const char *) B + (size_t) (bi * sb) * esz (bt);
@@ -201,7 +325,6 @@ cublasStatus_t cublasGemmStridedBatchedEx (cublasHandle_t, cublasOperation_t ta,
         *c = (float) (al * acc + (be != 0.0f ? be * (double) *c : 0.0));
       }
   }
-  return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasGemmEx (cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                              const void *alpha, const void *A, cudaDataType_t at, int lda, const void *B,

@@ -25,6 +25,8 @@ extern dim3 blockDim, gridDim;
 typedef enum {
   cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2,
   cudaErrorInvalidConfiguration = 9, cudaErrorInsufficientDriver = 35, cudaErrorNoDevice = 100,
+  cudaErrorStreamCaptureUnsupported = 900, cudaErrorStreamCaptureInvalidated = 901,
+  cudaErrorIllegalState = 401,
 } cudaError_t;
 typedef enum { cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3 } cudaMemcpyKind;
 typedef struct EmuStream *cudaStream_t;
@@ -43,7 +45,22 @@ cudaError_t cudaFree (void *p);
 cudaError_t cudaMemsetAsync (void *p, int v, size_t n, cudaStream_t s);
 cudaError_t cudaMemset2DAsync (void *p, size_t pitch, int v, size_t width, size_t height, cudaStream_t s);
 cudaError_t cudaMemcpyAsync (void *dst, const void *src, size_t n, cudaMemcpyKind k, cudaStream_t s);
+cudaError_t cudaMemGetInfo (size_t *free_bytes, size_t *total_bytes);
 cudaError_t cudaGetLastError (void);
+
+// graphs: a capture records launches, memsets, device copies and cuBLAS calls; a launch of the
+// instantiated graph runs them again in order.  Host transfers, synchronisation and cudaFree
+// inside a capture break it (cudaErrorStreamCaptureUnsupported; EndCapture then fails).
+typedef enum { cudaStreamCaptureModeGlobal = 0, cudaStreamCaptureModeThreadLocal = 1,
+               cudaStreamCaptureModeRelaxed = 2 } cudaStreamCaptureMode;
+typedef struct EmuGraph *cudaGraph_t;
+typedef struct EmuGraph *cudaGraphExec_t;
+cudaError_t cudaStreamBeginCapture (cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture (cudaStream_t s, cudaGraph_t *graph);
+cudaError_t cudaGraphInstantiate (cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch (cudaGraphExec_t exec, cudaStream_t s);
+cudaError_t cudaGraphExecDestroy (cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy (cudaGraph_t graph);
 const char *cudaGetErrorString (cudaError_t e);
 const char *cudaGetErrorName (cudaError_t e);
 
@@ -91,6 +108,7 @@ cublasStatus_t cublasCreate (cublasHandle_t *h);
 cublasStatus_t cublasDestroy (cublasHandle_t h);
 cublasStatus_t cublasSetStream (cublasHandle_t h, cudaStream_t s);
 cublasStatus_t cublasGetVersion (cublasHandle_t h, int *v);
+cublasStatus_t cublasSetWorkspace (cublasHandle_t h, void *workspace, size_t bytes);
 const char *cublasGetStatusString (cublasStatus_t s);
 cublasStatus_t cublasGemmEx (cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                              const void *alpha, const void *A, cudaDataType_t at, int lda, const void *B,
