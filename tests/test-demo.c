@@ -1,6 +1,6 @@
 /* test-demo.c — the demo model pack: the C engine against the trainer's PyTorch outputs
- * (tests/data/demo, recorded by tools/demo-model/fixtures.py).  Whether clips follow their prompts is
- * not tested yet: the pack does not (see data/models/kinora-demo/README.md). */
+ * (tests/data/demo, recorded by tools/demo-model/fixtures.py), and how well the clips the default
+ * pipeline makes follow their prompts (colour, shape, direction measured on the pixels). */
 #include "kin-error.h"
 #include "kin-pipeline.h"
 #include "kin-stdit.h"
@@ -181,6 +181,150 @@ test_default_pipeline (void)
   g_assert_cmpint (c->request.steps, ==, 10);
 }
 
+/* ------------------------------------------------------------------ prompt following
+ * Measured on the RGB8 frames of the default pipeline (100 IDDPM steps, guidance 7), with the
+ * analysis tools/demo-model/sample.py uses on the trainer side: foreground = pixels that differ
+ * from the frame's border colour by more than 0.3 in some channel; colour = the dataset colour
+ * nearest to the foreground's mean; shape = how much of its bounding box the foreground fills
+ * (square ≈ 1, circle ≈ π/4, triangle ≈ 1/2); direction = how the centroid moves from the first to
+ * the last quarter of the clip (at least 4 pixels along the dominant axis). */
+
+static const char *const colour_names[] = { "red", "green", "blue", "yellow", "white", "purple", "orange", "cyan" };
+static const double colour_rgb[][3] = { { 0.92, 0.12, 0.10 }, { 0.10, 0.80, 0.15 }, { 0.12, 0.25, 0.95 },
+                                        { 0.95, 0.90, 0.10 }, { 0.97, 0.97, 0.97 }, { 0.60, 0.15, 0.85 },
+                                        { 1.00, 0.55, 0.05 }, { 0.10, 0.85, 0.90 } };
+
+typedef struct {
+  const char *colour, *shape, *direction; /* NULL when not measurable */
+  double fill;
+  double dx, dy;                          /* centroid motion, first → last quarter */
+} Analysis;
+
+static int
+cmp_double (const void *a, const void *b)
+{
+  double x = *(const double *) a, y = *(const double *) b;
+  return x < y ? -1 : x > y;
+}
+
+static Analysis
+analyse (const KinClip *c)
+{
+  Analysis r = { 0 };
+  int T = c->frames, H = c->height, W = c->width;
+  g_autofree guint8 *fg = g_new0 (guint8, (size_t) T * H * W);
+  g_autofree double *fills = g_new0 (double, T);
+  double sum[3] = { 0 }, count = 0, q0[3] = { 0 }, q1[3] = { 0 };
+  int nfill = 0;
+  for (int t = 0; t < T; t++) {
+    const guint8 *f = c->rgb + (size_t) t * H * W * 3;
+    /* background: per-channel median of the 2-pixel border */
+    g_autofree double *border = g_new (double, (size_t) 8 * (H + W));
+    double bg[3];
+    for (int k = 0; k < 3; k++) {
+      int n = 0;
+      for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++)
+          if (y < 2 || y >= H - 2 || x < 2 || x >= W - 2)
+            border[n++] = f[((size_t) y * W + x) * 3 + k] / 255.0;
+      qsort (border, n, sizeof *border, cmp_double);
+      bg[k] = border[n / 2];
+    }
+    int n = 0, x0 = W, x1 = -1, y0 = H, y1 = -1;
+    double cx = 0, cy = 0;
+    for (int y = 0; y < H; y++)
+      for (int x = 0; x < W; x++) {
+        const guint8 *p = f + ((size_t) y * W + x) * 3;
+        double d = 0;
+        for (int k = 0; k < 3; k++)
+          d = MAX (d, fabs (p[k] / 255.0 - bg[k]));
+        if (d <= 0.3)
+          continue;
+        fg[((size_t) t * H + y) * W + x] = 1;
+        for (int k = 0; k < 3; k++)
+          sum[k] += p[k] / 255.0;
+        count++, n++, cx += x, cy += y;
+        x0 = MIN (x0, x), x1 = MAX (x1, x), y0 = MIN (y0, y), y1 = MAX (y1, y);
+      }
+    if (n >= 6) {
+      fills[nfill++] = (double) n / ((double) (x1 - x0 + 1) * (y1 - y0 + 1));
+      double *q = t < T / 4 ? q0 : t >= T - T / 4 ? q1 : NULL;
+      if (q)
+        q[0] += cx / n, q[1] += cy / n, q[2] += 1;
+    }
+  }
+  if (count < 8)
+    return r;
+  double best = 1e30;
+  for (guint i = 0; i < G_N_ELEMENTS (colour_names); i++) {
+    double d = 0;
+    for (int k = 0; k < 3; k++)
+      d += pow (sum[k] / count - colour_rgb[i][k], 2);
+    if (d < best)
+      best = d, r.colour = colour_names[i];
+  }
+  if (nfill > 0) {
+    qsort (fills, nfill, sizeof *fills, cmp_double);
+    r.fill = nfill % 2 ? fills[nfill / 2] : 0.5 * (fills[nfill / 2 - 1] + fills[nfill / 2]);
+    r.shape = r.fill > 0.88 ? "square" : r.fill > 0.64 ? "circle" : "triangle";
+  }
+  if (q0[2] > 0 && q1[2] > 0) {
+    r.dx = q1[0] / q1[2] - q0[0] / q0[2];
+    r.dy = q1[1] / q1[2] - q0[1] / q0[2];
+    if (MAX (fabs (r.dx), fabs (r.dy)) < 4)
+      r.direction = "still";
+    else if (fabs (r.dx) > fabs (r.dy))
+      r.direction = r.dx > 0 ? "right" : "left";
+    else
+      r.direction = r.dy > 0 ? "down" : "up";
+  }
+  return r;
+}
+
+static KinClip *
+generate (const char *prompt, guint64 seed)
+{
+  KinRequest r = { .prompt = (char *) prompt, .seed = seed }; /* everything else: the defaults */
+  g_autoptr (GError) error = NULL;
+  KinClip *c = kin_pipeline_generate (pipe_, &r, NULL, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (c->height, ==, 64);
+  g_assert_cmpint (c->frames, ==, 16);
+  return c;
+}
+
+/* Ten fixed prompts (the same as tools/demo-model/sample.py --eval).  The colour must be right for a
+ * majority.  Shape and direction are measured and reported but not asserted: the pack does not draw
+ * them reliably yet (measured 2/10 each; see data/models/kinora-demo/README.md), so the issue's
+ * requirement that they be right for a majority — and that "a red circle moving right" / "a blue
+ * square moving up" move that way — is still open. */
+static void
+test_ten_prompts (void)
+{
+  static const char *const cases[][3] = {
+    { "red", "circle", "right" },     { "green", "square", "left" },   { "blue", "triangle", "up" },
+    { "yellow", "circle", "down" },   { "white", "square", "right" },  { "purple", "triangle", "left" },
+    { "orange", "circle", "up" },     { "cyan", "square", "down" },    { "red", "triangle", "right" },
+    { "blue", "circle", "left" },
+  };
+  int ok[3] = { 0 };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+    const char *col = cases[i][0], *shape = cases[i][1], *dir = cases[i][2];
+    g_autofree char *prompt = g_strdup_printf ("%s %s %s moving %s on a black background",
+                                               strchr ("aeiou", col[0]) ? "an" : "a", col, shape, dir);
+    g_autoptr (KinClip) c = generate (prompt, 100 + i);
+    Analysis a = analyse (c);
+    ok[0] += g_strcmp0 (a.colour, col) == 0;
+    ok[1] += g_strcmp0 (a.shape, shape) == 0;
+    ok[2] += g_strcmp0 (a.direction, dir) == 0;
+    g_test_message ("%-52s → %s %s (fill %.2f) %s (%+.1f, %+.1f)", prompt, a.colour ? a.colour : "-",
+                    a.shape ? a.shape : "-", a.fill, a.direction ? a.direction : "-", a.dx, a.dy);
+  }
+  g_test_message ("prompt following over 10 prompts: colour %d/10, shape %d/10, direction %d/10",
+                  ok[0], ok[1], ok[2]);
+  g_assert_cmpint (ok[0], >=, 6);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -197,6 +341,7 @@ main (int argc, char **argv)
   g_test_add_func ("/demo/step-matches-pytorch", test_step);
   g_test_add_func ("/demo/vae-matches-pytorch", test_vae);
   g_test_add_func ("/demo/default-pipeline", test_default_pipeline);
+  g_test_add_func ("/demo/ten-prompts", test_ten_prompts);
   int rc = g_test_run ();
   kin_pipeline_free (pipe_);
   kin_model_paths_clear (&paths);

@@ -242,10 +242,14 @@ step (gpointer data)
     if (t->waited++ < 8)
       return G_SOURCE_CONTINUE;
     shoot (t, GTK_WIDGET (self), "main-window.png");
-    /* One folder set by hand, to see its validation line. */
+    /* The three folders set by hand (a model needs all three), to see their validation lines. */
     if (g_getenv ("KINORA_DEMO_PACK") != NULL) {
-      g_autofree char *vae = g_build_filename (g_getenv ("KINORA_DEMO_PACK"), "vae", NULL);
-      g_settings_set_string (self->settings, "vae-folder", vae);
+      const char *const keys[][2] = { { "transformer-folder", "transformer" },
+                                      { "text-encoder-folder", "text_encoder" }, { "vae-folder", "vae" } };
+      for (guint i = 0; i < G_N_ELEMENTS (keys); i++) {
+        g_autofree char *dir = g_build_filename (g_getenv ("KINORA_DEMO_PACK"), keys[i][1], NULL);
+        g_settings_set_string (self->settings, keys[i][0], dir);
+      }
     }
     t->prefs = GTK_WINDOW (kin_preferences_new (KIN_APPLICATION (gtk_window_get_application (GTK_WINDOW (self))),
                                                 GTK_WINDOW (self)));

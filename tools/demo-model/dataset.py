@@ -70,14 +70,19 @@ def _coverage(shape, cx, cy, r, yy, xx):
     return np.clip(0.5 - sd, 0.0, 1.0)
 
 
-def render(colour, shape, motion, bg, rng, with_coverage=False):
+def render(colour, shape, motion, bg, rng, with_coverage=False, spread=1.0):
     """Render one clip; returns float32 [3,T,H,W] in [-1,1] (and the shape's coverage [T,H,W] in
-    [0,1] when with_coverage)."""
+    [0,1] when with_coverage).  spread scales the random variation of size, speed and position
+    (1: the full range; small values make a caption determine its clip almost exactly)."""
     t = np.arange(T, dtype=np.float64)[:, None, None]
     yy = np.arange(H, dtype=np.float64)[None, :, None] + 0.5
     xx = np.arange(W, dtype=np.float64)[None, None, :] + 0.5
-    r0 = rng.uniform(7.0, 11.0)
-    speed = rng.uniform(1.6, 2.4)  # pixels per frame
+
+    def u(lo, hi):  # uniform in [lo, hi], shrunk around its centre by spread
+        c, h = (lo + hi) / 2, (hi - lo) / 2 * spread
+        return rng.uniform(c - h, c + h)
+    r0 = u(7.0, 11.0)
+    speed = u(1.6, 2.4)  # pixels per frame
     travel = speed * (T - 1)
     cx = np.full_like(t, 32.0)
     cy = np.full_like(t, 32.0)
@@ -86,29 +91,29 @@ def render(colour, shape, motion, bg, rng, with_coverage=False):
         # the object crosses the frame through its middle: it starts near one edge and travels
         # 24-36 px along the named axis, within 6 px of the centre line across it, so that a caption
         # determines the clip up to small jitter (what a tiny model can learn in an hour on a CPU)
-        start = rng.uniform(r0 + 1, r0 + 5)
+        start = r0 + u(1, 5)
         pos = start + speed * t
-        across = np.full_like(t, 32.0 + rng.uniform(-6.0, 6.0))
+        across = np.full_like(t, 32.0 + u(-6.0, 6.0))
         if motion in ("right", "left"):
             cx, cy = (pos if motion == "right" else W - pos), across
         else:
             cx, cy = across, (pos if motion == "down" else H - pos)
     elif motion in ("growing", "shrinking"):
-        a, b = rng.uniform(4.0, 6.0), rng.uniform(15.0, 20.0)
+        a, b = u(4.0, 6.0), u(15.0, 20.0)
         rr = a + (b - a) * t / (T - 1)
         r = rr if motion == "growing" else a + b - rr
-        cx = cx * 0 + rng.uniform(26, 38)
-        cy = cy * 0 + rng.uniform(26, 38)
+        cx = cx * 0 + u(26, 38)
+        cy = cy * 0 + u(26, 38)
     else:  # bouncing: up and down with a parabola, twice per clip
-        ph = np.abs(np.sin(np.pi * (t / (T - 1)) * 2.0 + rng.uniform(-0.2, 0.2)))
-        cy = (H - r0 - 2) - ph * rng.uniform(22, 30)
-        cx = cx * 0 + rng.uniform(r0 + 6, W - r0 - 6)
+        ph = np.abs(np.sin(np.pi * (t / (T - 1)) * 2.0 + u(-0.2, 0.2)))
+        cy = (H - r0 - 2) - ph * u(22, 30)
+        cx = cx * 0 + u(r0 + 6, W - r0 - 6)
     cov = _coverage(shape, cx, cy, r, yy, xx)[None]  # [1,T,H,W]
     top, bot = (np.array(c, dtype=np.float64)[:, None, None, None] for c in BACKGROUNDS[bg])
     g = (np.arange(H, dtype=np.float64) / (H - 1))[None, None, :, None]
     bgimg = top * (1 - g) + bot * g
     col = np.array(COLOURS[colour], dtype=np.float64)[:, None, None, None]
-    col = np.clip(col * rng.uniform(0.9, 1.05), 0, 1)
+    col = np.clip(col * u(0.9, 1.05), 0, 1)
     img = bgimg * (1 - cov) + col * cov
     img = (img * 2 - 1).astype(np.float32)
     return (img, cov[0].astype(np.float32)) if with_coverage else img
@@ -125,14 +130,14 @@ def sample_spec(rng):
     return colour, shape, str(motion), str(bg)
 
 
-def make_clips(n, seed, render=True, with_coverage=False):
+def make_clips(n, seed, render=True, with_coverage=False, spread=1.0):
     """Yields (caption, video [3,T,H,W] float32) for n clips, deterministic from seed; with
     with_coverage, (caption, video, coverage [T,H,W])."""
     rng = np.random.default_rng(seed)
     for _ in range(n):
         spec = sample_spec(rng)
         if with_coverage:
-            yield (caption(*spec),) + globals()["render"](*spec, rng, with_coverage=True)
+            yield (caption(*spec),) + globals()["render"](*spec, rng, with_coverage=True, spread=spread)
         else:
             yield caption(*spec), (globals()["render"](*spec, rng) if render else None)
 

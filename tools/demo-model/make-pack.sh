@@ -5,10 +5,14 @@
 # Fixed seeds (--seed 1234 and fixed offsets per stage).  The steps:
 #   1. spm, data, vae (32x32 crops, VAE_STEPS), vaefull (whole frames, VAE_FULL_STEPS), lat
 #      (each skipped when its output is already in $WORK)
-#   2. dit: STDiT2 + T5 from scratch, DIT_STEPS (default 5000) steps of batch 8; half of the clips
-#      drawn from the black-background left/right/up/down clips (what the prompt-following tests
-#      measure), 30% of the timesteps from [400, 1000), the eps loss weighted 5x on the latent cells
-#      the shape covers, frame-conditioning samples at half the default rate, AdamW 1e-3 -> 2e-4
+#   2. dit: STDiT2 + T5 from scratch, batch 8; half of the clips drawn from the black-background
+#      left/right/up/down clips (what the prompt-following tests measure), 30% of the timesteps
+#      from [400, 1000), the eps loss weighted 5x on the latent cells the shape covers,
+#      frame-conditioning samples at half the default rate.  Phase 1 to DIT1_STEPS (2600): AdamW
+#      1e-3 with the schedule of a 6000-step run, EMA 0.99; phase 2 to DIT2_STEPS (3800), resumed:
+#      the same schedule, EMA 0.999; phase 3 to DIT_STEPS (7800), resumed, on the "tight" clip set
+#      (tdata/tlat: the same world with 15% of the random variation, so that a caption determines
+#      its clip almost exactly), AdamW 5e-4 -> 1e-4, EMA 0.995, 40% of the timesteps from [400, 1000)
 #   3. export to data/models/kinora-demo, then fixtures.py writes tests/data/demo
 # The DiT stage is resumable: it continues from $WORK/dit.pt when that exists (EMA + raw weights
 # + AdamW state, checkpointed every 100 steps / 3 minutes), and --dit-max-steps counts all steps,
@@ -40,8 +44,29 @@ if [ -n "$stages" ]; then
     --vae-minutes "${VAE_MINUTES:-60}" --vae-max-steps "${VAE_STEPS:-3198}" \
     --vae-full-steps "${VAE_FULL_STEPS:-1500}"
 fi
-"$py" "$here/train.py" $common --stages dit,export --resume \
-  --dit-minutes "${DIT_MINUTES:-240}" --dit-max-steps "${DIT_STEPS:-5000}" \
-  --dit-lr 1e-3 --dit-warmup 100 --dit-lr-end 0.2 --dit-focus 0.5 --dit-t-high 0.3 \
-  --dit-mask-scale 0.5 --dit-fg-weight 4 "$@"
+dit="--dit-focus 0.5 --dit-t-high 0.3 --dit-mask-scale 0.5 --dit-fg-weight 4"
+# phase 1: AdamW 1e-3 (warm-up 100), EMA 0.99
+"$py" "$here/train.py" $common --stages dit --resume $dit \
+  --dit-minutes "${DIT1_MINUTES:-120}" --dit-max-steps "${DIT1_STEPS:-2600}" \
+  --dit-lr 1e-3 --dit-warmup 100 --dit-lr-end 0.653 --ema 0.99
+# phase 2, resumed: AdamW 7e-4 (the phase-1 schedule continued), EMA 0.999
+"$py" "$here/train.py" $common --stages dit --resume $dit \
+  --dit-minutes "${DIT2_MINUTES:-240}" --dit-max-steps "${DIT2_STEPS:-3800}" \
+  --dit-lr 7e-4 --dit-lr-end 0.718 --ema 0.999
+# phase 3, resumed, on the "tight" clips (a caption determines its clip almost exactly):
+# AdamW 5e-4 -> 1e-4, EMA 0.995, 40% of the timesteps from [400, 1000)
+tstages=""
+[ -f "$work/videos-tight.npy" ] || tstages="$tstages,tdata"
+[ -f "$work/latents-tight.npy" ] && [ -z "$tstages" ] || tstages="$tstages,tlat"
+[ -z "$tstages" ] || "$py" "$here/train.py" $common --stages "${tstages#,}"
+"$py" "$here/train.py" $common --stages dit --resume --dit-tight \
+  --dit-focus 0.5 --dit-t-high 0.4 --dit-mask-scale 0.5 --dit-fg-weight 4 \
+  --dit-minutes "${DIT3_MINUTES:-240}" --dit-max-steps "${DIT3_STEPS:-4800}" \
+  --dit-lr 5e-4 --dit-lr-end 0.8 --ema 0.995
+# phase 4, resumed: as phase 3 with the eps loss weighted by 1/SNR(t) clipped to [1, 50],
+# AdamW 4e-4 -> 1e-4
+"$py" "$here/train.py" $common --stages dit,export --resume --dit-tight \
+  --dit-focus 0.5 --dit-t-high 0.4 --dit-mask-scale 0.5 --dit-fg-weight 4 --dit-snr-weight 50 \
+  --dit-minutes "${DIT_MINUTES:-240}" --dit-max-steps "${DIT_STEPS:-8000}" \
+  --dit-lr 4e-4 --dit-lr-end 0.25 --ema 0.995 "$@"
 "$py" "$here/fixtures.py" --pack "$out" --out "$root/tests/data/demo"

@@ -8,6 +8,7 @@ Stages (each cached in --work, re-run with --stages):
   vae    AutoencoderKL: reconstruction (MSE + L1) + small KL on 32x32 crops
   vaefull  the same on whole 64x64 frames, continuing from vae
   lat    encode every clip with the VAE posterior mean; scaling_factor = 1/std(latents)
+  tdata, tlat  a second clip set with the random variation shrunk (--tight-spread) and its latents
   dit    STDiT2 + T5 encoder jointly, IDDPM objective: eps MSE + VLB (hybrid, IDDPM "learned range")
   export write data/models/kinora-demo/{text_encoder,vae,transformer}
 """
@@ -83,25 +84,35 @@ def stage_spm(args):
 
 
 # ------------------------------------------------------------------------------------------ data
-def stage_data(args):
+def stage_data(args, tight=False):
     caps, vids = [], np.zeros((args.clips, 16, 64, 64, 3), dtype=np.uint8)
     # where the shape is, on the latent grid (8x8 pixel cells, max-pooled coverage): the DiT loss
     # weights these cells up (--dit-fg-weight), since the small shape is what the caption decides
     objs = np.zeros((args.clips, 16, 64 // VAE_DOWN, 64 // VAE_DOWN), dtype=np.uint8)
-    for i, (c, v, cov) in enumerate(dataset.make_clips(args.clips, args.seed, with_coverage=True)):
+    spread = args.tight_spread if tight else 1.0
+    for i, (c, v, cov) in enumerate(dataset.make_clips(args.clips, args.seed + (7 if tight else 0),
+                                                       with_coverage=True, spread=spread)):
         caps.append(c)
         vids[i] = ((v.transpose(1, 2, 3, 0) + 1) * 127.5 + 0.5).clip(0, 255).astype(np.uint8)
         cells = cov.reshape(16, 64 // VAE_DOWN, VAE_DOWN, 64 // VAE_DOWN, VAE_DOWN).max(axis=(2, 4))
         objs[i] = (cells * 255 + 0.5).astype(np.uint8)
-    np.save(os.path.join(args.work, "videos.npy"), vids)
-    np.save(os.path.join(args.work, "objects.npy"), objs)
-    with open(os.path.join(args.work, "captions.json"), "w") as f:
+    sfx = "-tight" if tight else ""
+    np.save(os.path.join(args.work, "videos%s.npy" % sfx), vids)
+    np.save(os.path.join(args.work, "objects%s.npy" % sfx), objs)
+    with open(os.path.join(args.work, "captions%s.json" % sfx), "w") as f:
         json.dump(caps, f)
-    log("data: %d clips" % len(caps))
+    log("data: %d clips (spread %.2f)" % (len(caps), spread))
 
 
-def load_videos(args):
-    return np.load(os.path.join(args.work, "videos.npy"), mmap_mode="r")
+def stage_tdata(args):
+    """The "tight" clip set for the last DiT phase: the same captions' world with the random
+    variation of size, speed and position shrunk (--tight-spread), so that a caption determines
+    its clip almost exactly and the small model's averaged predictions stay sharp."""
+    stage_data(args, tight=True)
+
+
+def load_videos(args, tight=False):
+    return np.load(os.path.join(args.work, "videos%s.npy" % ("-tight" if tight else "")), mmap_mode="r")
 
 
 def to_float(u8):  # [..., H, W, 3] uint8 -> [..., 3, H, W] float in [-1, 1]
@@ -174,9 +185,9 @@ def load_vae(args):
     return vae
 
 
-def stage_lat(args):
+def stage_lat(args, tight=False):
     vae = load_vae(args)
-    vids = load_videos(args)
+    vids = load_videos(args, tight)
     n = vids.shape[0]
     out = None
     with torch.no_grad():
@@ -190,11 +201,22 @@ def stage_lat(args):
             if i == 0:
                 rec = vae.decode(m.transpose(1, 2).reshape(-1, *m.shape[1:2], *m.shape[3:]))
                 log("lat: recon mse on first clips %.5f" % F.mse_loss(rec, x).item())
+    if tight:  # same VAE, same scaling factor as the main clip set
+        sf = json.load(open(os.path.join(args.work, "scaling_factor.json")))["scaling_factor"]
+        np.save(os.path.join(args.work, "latents-tight.npy"), out * sf)
+        log("lat: tight latents", out.shape, "scaled std %.3f" % (out * sf).std())
+        return
     sf = float(1.0 / out.std())
     log("lat: latents", out.shape, "mean %.3f std %.3f -> scaling_factor %.5f" % (out.mean(), out.std(), sf))
     np.save(os.path.join(args.work, "latents.npy"), out * sf)
     with open(os.path.join(args.work, "scaling_factor.json"), "w") as f:
         json.dump({"scaling_factor": sf}, f)
+
+
+def stage_tlat(args):
+    stage_lat(args, tight=True)
+
+
 
 
 # ------------------------------------------------------------------------------------------ dit
@@ -256,13 +278,14 @@ def focus_weights(caps, focus):
 def stage_dit(args):
     torch.manual_seed(args.seed + 2)  # model initialisation (as in the original from-scratch recipe)
     ck_path = os.path.join(args.work, "dit.pt")
-    lat = torch.from_numpy(np.load(os.path.join(args.work, "latents.npy")))
+    sfx = "-tight" if args.dit_tight else ""
+    lat = torch.from_numpy(np.load(os.path.join(args.work, "latents%s.npy" % sfx)))
     obj = None
     if args.dit_fg_weight > 0:
         # object cells dilated by one cell (the VAE spreads a shape's edge into its neighbours)
-        o = torch.from_numpy(np.load(os.path.join(args.work, "objects.npy"))).float() / 255
+        o = torch.from_numpy(np.load(os.path.join(args.work, "objects%s.npy" % sfx))).float() / 255
         obj = F.max_pool2d(o.reshape(-1, 1, *o.shape[2:]), 3, 1, 1).reshape(o.shape)[:, None]
-    with open(os.path.join(args.work, "captions.json")) as f:
+    with open(os.path.join(args.work, "captions%s.json" % sfx)) as f:
         caps = json.load(f)
     tok = Tokenizer(os.path.join(args.work, "spiece.model"), MAX_LEN)
     ids, masks = tok(caps)
@@ -298,6 +321,14 @@ def stage_dit(args):
     rng = np.random.default_rng(args.seed + 2 + step0)
     weights = focus_weights(caps, args.dit_focus) if args.dit_focus > 0 else None
     dif = Diffusion(1000)
+    tw = None
+    if args.dit_snr_weight > 0:
+        # eps-MSE weighted by 1/SNR(t) = (1 - abar)/abar, clipped to [1, max] and normalised to mean 1
+        # over t: the error of the implied x0 is the eps error / SNR, so plain eps-MSE hardly trains
+        # the noisy steps (t > 500) that decide where the shape is and how it moves
+        inv = (1 - dif.ac) / dif.ac
+        w = np.clip(inv, 1.0, args.dit_snr_weight)
+        tw = torch.from_numpy(w / w.mean()).float()
     n = lat.shape[0]
     B = args.dit_batch
     warm = 1 if has_opt else args.dit_warmup  # a restored optimizer needs no new warm-up
@@ -335,6 +366,8 @@ def stage_dit(args):
         C = x0.shape[1]
         lw = xm[:, None, :, None, None].float().expand_as(x0)
         ew = lw if obj is None else lw * (1 + args.dit_fg_weight * obj[idx])
+        if tw is not None:
+            ew = ew * tw[t].reshape(-1, 1, 1, 1, 1)
         mse = (((out[:, :C] - noise) ** 2) * ew).sum() / ew.sum()
         frozen = torch.cat([out[:, :C].detach(), out[:, C:]], 1)
         vb = (dif.vb_term(frozen, x0, xt, t) * lw).sum() / lw.sum()
@@ -448,6 +481,11 @@ def main():
                     help="scale the share of frame-conditioning samples (30%% at 1)")
     ap.add_argument("--dit-fg-weight", type=float, default=0.0,
                     help="extra weight of the eps loss on the latent cells the shape covers (0: none)")
+    ap.add_argument("--dit-snr-weight", type=float, default=0.0,
+                    help="weight the eps loss by 1/SNR(t) clipped to [1, this] (0: unweighted)")
+    ap.add_argument("--tight-spread", type=float, default=0.15,
+                    help="random variation of the tdata clips as a fraction of the full ranges")
+    ap.add_argument("--dit-tight", action="store_true", help="train the DiT on the tdata/tlat clips")
     ap.add_argument("--ckpt-minutes", type=float, default=3.0)
     args = ap.parse_args()
     DIT_CFG.update(hidden_size=args.dit_hidden, depth=args.dit_depth, num_heads=args.dit_heads)
