@@ -295,7 +295,7 @@ generate (const char *prompt, guint64 seed)
 
 /* Ten fixed prompts (the same as tools/demo-model/sample.py --eval).  The colour must be right for a
  * majority.  Shape and direction are measured and reported but not asserted: the pack does not draw
- * them reliably yet (measured 2/10 each; see data/models/kinora-demo/README.md), so the issue's
+ * them reliably yet (measured 3/10 and 4/10; see data/models/kinora-demo/README.md), so the issue's
  * requirement that they be right for a majority — and that "a red circle moving right" / "a blue
  * square moving up" move that way — is still open. */
 static void

@@ -10,9 +10,11 @@
 #      from [400, 1000), the eps loss weighted 5x on the latent cells the shape covers,
 #      frame-conditioning samples at half the default rate.  Phase 1 to DIT1_STEPS (2600): AdamW
 #      1e-3 with the schedule of a 6000-step run, EMA 0.99; phase 2 to DIT2_STEPS (3800), resumed:
-#      the same schedule, EMA 0.999; phase 3 to DIT_STEPS (7800), resumed, on the "tight" clip set
+#      the same schedule, EMA 0.999; phase 3 to DIT3_STEPS (4800), resumed, on the "tight" clip set
 #      (tdata/tlat: the same world with 15% of the random variation, so that a caption determines
-#      its clip almost exactly), AdamW 5e-4 -> 1e-4, EMA 0.995, 40% of the timesteps from [400, 1000)
+#      its clip almost exactly), AdamW 5e-4, EMA 0.995, 40% of the timesteps from [400, 1000);
+#      phase 4 to 8000 adds the 1/SNR(t) loss weight (AdamW 4e-4 -> 1e-4); phase 5 to DIT_STEPS
+#      (9700) continues it at AdamW 3e-4
 #   3. export to data/models/kinora-demo, then fixtures.py writes tests/data/demo
 # The DiT stage is resumable: it continues from $WORK/dit.pt when that exists (EMA + raw weights
 # + AdamW state, checkpointed every 100 steps / 3 minutes), and --dit-max-steps counts all steps,
@@ -65,8 +67,14 @@ tstages=""
   --dit-lr 5e-4 --dit-lr-end 0.8 --ema 0.995
 # phase 4, resumed: as phase 3 with the eps loss weighted by 1/SNR(t) clipped to [1, 50],
 # AdamW 4e-4 -> 1e-4
+"$py" "$here/train.py" $common --stages dit --resume --dit-tight \
+  --dit-focus 0.5 --dit-t-high 0.4 --dit-mask-scale 0.5 --dit-fg-weight 4 --dit-snr-weight 50 \
+  --dit-minutes "${DIT4_MINUTES:-240}" --dit-max-steps "${DIT4_STEPS:-8000}" \
+  --dit-lr 4e-4 --dit-lr-end 0.25 --ema 0.995
+# phase 5, resumed: as phase 4 at AdamW 3e-4 (the recorded run planned 32000 more steps and was
+# stopped at 9700; --dit-lr-end 0.963 repeats its learning rates)
 "$py" "$here/train.py" $common --stages dit,export --resume --dit-tight \
   --dit-focus 0.5 --dit-t-high 0.4 --dit-mask-scale 0.5 --dit-fg-weight 4 --dit-snr-weight 50 \
-  --dit-minutes "${DIT_MINUTES:-240}" --dit-max-steps "${DIT_STEPS:-8000}" \
-  --dit-lr 4e-4 --dit-lr-end 0.25 --ema 0.995 "$@"
+  --dit-minutes "${DIT_MINUTES:-240}" --dit-max-steps "${DIT_STEPS:-9700}" \
+  --dit-lr 3e-4 --dit-lr-end 0.963 --ema 0.995 "$@"
 "$py" "$here/fixtures.py" --pack "$out" --out "$root/tests/data/demo"
