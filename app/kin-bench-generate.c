@@ -105,18 +105,9 @@ parse_options (GenOptions *o, int *argc, char ***argv, GError **error)
 static const char *
 check_options (GenOptions *o)
 {
-  int w = 512, h = 512;
-  if (o->size != NULL && !kin_bench_parse_size (o->size, 16, &w, &h))
-    return "--size takes N or WxH in pixels, multiples of 16 from 16 to 8192 (the VAE divides by 8, "
-           "the patch by 2), or 480p/720p";
-  if (o->height != 0)
-    h = o->height;
-  if (o->width != 0)
-    w = o->width;
-  if (h < 16 || w < 16 || h > 8192 || w > 8192 || h % 16 != 0 || w % 16 != 0)
-    return "the frame height and width must be multiples of 16 from 16 to 8192 (the VAE divides "
-           "by 8, the patch by 2)";
-  o->height = h, o->width = w;
+  const char *size_problem = kin_bench_frame_size (o->size, &o->height, &o->width);
+  if (size_problem != NULL)
+    return size_problem;
   if (o->depth < 1 || o->depth > 1000)
     return "--depth takes 1 to 1000";
   if (o->frames < 1 || o->frames > 1024)
@@ -335,13 +326,9 @@ kin_bench_generate (int argc, char **argv)
   double need = kin_bench_stdit_bytes (&cfg, dtype, 2, o.frames, h, w) + kin_bench_vae_bytes (o.frames, o.micro_batch, o.width, o.height);
   if (g_strcmp0 (be->name, "cpu") == 0)      /* host weights + loaded copy for a moment */
     need += kin_bench_stdit_bytes (&cfg, dtype, 0, 0, 0, 0);
-  double avail = kin_bench_available_bytes (be);
-  if (avail >= 0 && need > avail) {
-    fprintf (stderr, "kinora-cli bench generate: this run needs about %.1f GiB of %s memory and "
-             "%.1f GiB are available; use fewer --frames, a smaller --size or --depth\n",
-             need / (1 << 30), be->name, avail / (1 << 30));
-    return 1;
-  }
+  g_autofree char *fit = kin_bench_fit_problem (be, need, "use fewer --frames, a smaller --size or --depth");
+  if (fit != NULL)
+    return fail (fit);
   fflush (stdout);
 
   kin_bench_reset_peak_memory (be);

@@ -349,18 +349,9 @@ parse_options (StditOptions *o, int *argc, char ***argv, GError **error)
 static const char *
 check_options (StditOptions *o)
 {
-  int w = 512, h = 512;
-  if (o->size != NULL && !kin_bench_parse_size (o->size, 16, &w, &h))
-    return "--size takes N or WxH in pixels, multiples of 16 from 16 to 8192 (the VAE divides by 8, "
-           "the patch by 2), or 480p/720p";
-  if (o->height != 0)
-    h = o->height;
-  if (o->width != 0)
-    w = o->width;
-  if (h < 16 || w < 16 || h > 8192 || w > 8192 || h % 16 != 0 || w % 16 != 0)
-    return "the frame height and width must be multiples of 16 from 16 to 8192 (the VAE divides "
-           "by 8, the patch by 2)";
-  o->height = h, o->width = w;
+  const char *size_problem = kin_bench_frame_size (o->size, &o->height, &o->width);
+  if (size_problem != NULL)
+    return size_problem;
   if (o->depth < 1 || o->depth > 1000)
     return "--depth takes 1 to 1000";
   if (o->frames < 1 || o->frames > 1024)
@@ -372,21 +363,6 @@ check_options (StditOptions *o)
   if (o->iters < 1 || o->iters > 10000 || o->warmup < 0 || o->warmup > 1000)
     return "--iters takes 1 to 10000, --warmup 0 to 1000";
   return NULL;
-}
-
-/* Refuses sizes that cannot fit, before allocating anything (an overcommitted allocation would
- * otherwise end in the OOM killer rather than an error). */
-static gboolean
-check_fits (KinBackend *be, double need, GError **error)
-{
-  double avail = kin_bench_available_bytes (be);
-  if (avail < 0 || need <= avail)
-    return TRUE;
-  g_set_error (error, KIN_ENGINE_ERROR, KIN_ENGINE_ERROR_OUT_OF_MEMORY,
-               "this run needs about %.1f GiB of %s memory and %.1f GiB are available; use fewer "
-               "--frames, a smaller --size or --depth, or --dtype bf16",
-               need / (1 << 30), be->name, avail / (1 << 30));
-  return FALSE;
 }
 
 /* Uploads random x [B, 4, T, h, w], caption embeddings y [B, L, Ccap] (every sample's first
@@ -503,8 +479,10 @@ kin_bench_stdit (int argc, char **argv)
    * weights alone) */
   if (g_strcmp0 (be->name, "cpu") == 0)
     need += kin_bench_stdit_bytes (&cfg, dtype, 0, 0, 0, 0);
-  if (!check_fits (be, need, &error))
-    return fail ("stdit", error->message);
+  g_autofree char *fit = kin_bench_fit_problem (be, need, "use fewer --frames, a smaller --size or "
+                                                "--depth, or --dtype bf16");
+  if (fit != NULL)
+    return fail ("stdit", fit);
   fflush (stdout);
 
   kin_bench_reset_peak_memory (be);

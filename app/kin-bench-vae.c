@@ -234,11 +234,10 @@ kin_bench_vae (int argc, char **argv)
           "latent 4 ch, 32 groups, random f32 weights, %d frame%s %d×%d (%s, micro-batch %d)\n",
           o.frames, o.frames == 1 ? "" : "s", W, H, tiled ? "tiled" : "one pass", MIN (o.micro_batch, o.frames));
   printf ("  backend                %s\n", label);
-  double need = kin_bench_vae_bytes (o.frames, o.micro_batch, W, H), avail = kin_bench_available_bytes (be);
-  if (!o.untiled && avail >= 0 && need > avail) {
-    fprintf (stderr, "kinora-cli bench vae: this run needs about %.1f GiB of %s memory and %.1f GiB "
-             "are available; use fewer --frames, a smaller --micro-batch or --size\n",
-             need / (1 << 30), be->name, avail / (1 << 30));
+  g_autofree char *fit = o.untiled ? NULL : kin_bench_fit_problem (be, kin_bench_vae_bytes (o.frames, o.micro_batch, W, H),
+                                                                   "use fewer --frames, a smaller --micro-batch or --size");
+  if (fit != NULL) {
+    fprintf (stderr, "kinora-cli bench vae: %s\n", fit);
     return 1;
   }
   fflush (stdout);

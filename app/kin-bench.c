@@ -213,6 +213,34 @@ kin_bench_available_bytes (KinBackend *be)
   return -1;
 }
 
+char *
+kin_bench_fit_problem (KinBackend *be, double need, const char *advice)
+{
+  double avail = kin_bench_available_bytes (be);
+  if (avail < 0 || need <= avail)
+    return NULL;
+  return g_strdup_printf ("this run needs about %.1f GiB of %s memory and %.1f GiB are available; %s",
+                          need / (1 << 30), be->name, avail / (1 << 30), advice);
+}
+
+const char *
+kin_bench_frame_size (const char *size, int *height, int *width)
+{
+  int w = 512, h = 512;
+  if (size != NULL && !kin_bench_parse_size (size, 16, &w, &h))
+    return "--size takes N or WxH in pixels, multiples of 16 from 16 to 8192 (the VAE divides by 8, "
+           "the patch by 2), or 480p/720p";
+  if (*height != 0)
+    h = *height;
+  if (*width != 0)
+    w = *width;
+  if (h < 16 || w < 16 || h > 8192 || w > 8192 || h % 16 != 0 || w % 16 != 0)
+    return "the frame height and width must be multiples of 16 from 16 to 8192 (the VAE divides "
+           "by 8, the patch by 2)";
+  *height = h, *width = w;
+  return NULL;
+}
+
 void
 kin_bench_fill (void *dst, KinDType dtype, size_t n, double mean, double half, guint64 seed)
 {

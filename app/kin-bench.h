@@ -36,6 +36,11 @@ double     kin_bench_print_peak_memory (KinBackend *be, const char *target_note)
 /* Bytes that can still be allocated on @be: the device's free memory when the backend knows its
  * total, otherwise MemAvailable of /proc/meminfo; -1 when unknown. */
 double     kin_bench_available_bytes (KinBackend *be);
+/* Refuses sizes that cannot fit before anything is allocated (an overcommitted allocation would
+ * end in the OOM killer, not an error): NULL when @need bytes fit in what
+ * kin_bench_available_bytes() reports (or it is unknown),
+ * otherwise a message (free it) saying how much is needed and available, ending with @advice. */
+char      *kin_bench_fit_problem (KinBackend *be, double need, const char *advice);
 /* Fills @n values of @dtype (F32, F16 or BF16) uniformly in [mean − half, mean + half], seeded
  * per 64 Ki chunk so the values do not depend on the thread count. */
 void       kin_bench_fill (void *dst, KinDType dtype, size_t n, double mean, double half, guint64 seed);
@@ -50,6 +55,9 @@ double     kin_bench_matmul_gflops (KinBackend *be, int m, int n, int k, int rep
 /* Parses "512", "WxH", "480p", "720p", "1080p"; TRUE when both are multiples of @multiple in
  * [@multiple, 8192]. */
 gboolean   kin_bench_parse_size (const char *s, int multiple, int *w, int *h);
+/* The frame size of the STDiT benches from --size (default 512×512) and --height/--width
+ * (non-zero overrides): multiples of 16 from 16 to 8192.  NULL when fine, else the message. */
+const char *kin_bench_frame_size (const char *size, int *height, int *width);
 
 /* --- STDiT (kin-bench-stdit.c) --- */
 
