@@ -417,6 +417,10 @@ work_prepare (Run *r, GError **error)
     r->w = w;
     return TRUE;
   }
+  /* a graph recorded on the old buffers must never replay on the new ones (which may even sit at
+   * the old addresses) */
+  if (m->work != NULL)
+    kin_stdit_graphs_clear (m);
   g_clear_pointer (&m->work, kin_stdit_work_free);
   w = g_new0 (KinStditWork, 1);
   w->B = r->B;
@@ -1042,14 +1046,17 @@ body (Run *r)
   final_layer (r);
 }
 
-/* What body()'s work depends on besides the contents of device memory: the work buffers (the
- * sizes), the caption tensor's address, each sample's caption mask and the x_mask. */
+/* What body()'s work depends on besides the contents of device memory: the work buffers and the
+ * sizes, the caption tensor's address, each sample's caption mask and the x_mask.  (Replacing the
+ * work buffers also drops the graph: work_prepare.) */
 static GByteArray *
 graph_key (Run *r)
 {
   GByteArray *k = g_byte_array_new ();
   const void *ptrs[2] = { r->w, r->in->y->data };
+  const int64_t sizes[5] = { r->B, r->T, r->H, r->W, r->L };
   g_byte_array_append (k, (const guint8 *) ptrs, sizeof ptrs);
+  g_byte_array_append (k, (const guint8 *) sizes, sizeof sizes);
   g_autofree int32_t *row = g_new (int32_t, r->L);
   for (int64_t b = 0; b < r->B; b++) {
     const int32_t *mask = r->in->mask ? r->in->mask + (b % r->mask_rows) * r->L : NULL;
