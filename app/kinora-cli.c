@@ -8,6 +8,7 @@
 #include "kin-weights.h"
 #include <cblas.h>
 #include <gmodule.h>
+#include <locale.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -140,6 +141,10 @@ int
 main (int argc, char **argv)
 {
   kin_backend_cpu_prepare_process (argv);
+  /* the user's character set, so that help and messages print their non-ASCII characters (× …);
+   * numbers stay in the C locale: scripts read what the benches and --json print */
+  setlocale (LC_ALL, "");
+  setlocale (LC_NUMERIC, "C");
   if (argc < 2) {
     usage ();
     return 2;

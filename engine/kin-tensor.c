@@ -84,8 +84,8 @@ kin_tensor_new (KinBackend *backend, KinDType dtype, int ndim, const int64_t *sh
   if (data == NULL) {
     g_autofree char *s = kin_shape_to_string (ndim, shape);
     g_set_error (error, KIN_ENGINE_ERROR, KIN_ENGINE_ERROR_OUT_OF_MEMORY,
-                 "out of %s memory allocating a %s tensor of %.1f MiB", backend->name, s,
-                 bytes / (1024.0 * 1024.0));
+                 "out of %s memory allocating a %s tensor of %.1f MiB; %s", backend->name, s,
+                 bytes / (1024.0 * 1024.0), KIN_BACKEND_OOM_HINT);
     return NULL;
   }
   KinTensor *t = g_new0 (KinTensor, 1);

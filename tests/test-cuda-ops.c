@@ -671,7 +671,7 @@ main (int argc, char **argv)
     printf ("SKIP: %s\n", error->message);
     return 77;
   }
-  printf ("CUDA: %s\n", kin_backend_cuda_describe (gpu));
+  printf ("# CUDA: %s\n", kin_backend_cuda_describe (gpu));
   cpu = kin_backend_cpu ();
   rng = g_rand_new_with_seed (20240611);
   g_test_add_func ("/cuda/linear", test_linear);

@@ -164,6 +164,89 @@ test_graphs_off (void)
   g_assert_cmpuint (kin_backend_cuda_graph_launches (gpu), ==, before);
 }
 
+/* One STDiT forward of batch 2, 2 frames, h×w latents at t = 500 on random inputs (fixed by
+ * @seed); returns the output on the host.  @y is shared between calls so that its address stays. */
+static float *
+stdit_forward (KinStdit *m, const KinTensor *y, int h, int w, guint32 seed)
+{
+  const KinStditConfig *cfg = kin_stdit_get_config (m);
+  const int B = 2, T = 2, L = (int) y->shape[1];
+  size_t n = (size_t) B * cfg->in_channels * T * h * w;
+  g_autofree float *xh = g_new (float, n);
+  g_autoptr (GRand) rand = g_rand_new_with_seed (seed);
+  for (size_t i = 0; i < n; i++)
+    xh[i] = (float) g_rand_double_range (rand, -1, 1);
+  int64_t xs[5] = { B, cfg->in_channels, T, h, w };
+  g_autoptr (KinTensor) x = kin_tensor_from_host_f32 (gpu, xh, 5, xs, NULL);
+  int64_t os[5] = { B, cfg->out_channels, T, h, w };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KinTensor) out = kin_tensor_new (gpu, KIN_DTYPE_F32, 5, os, &error);
+  g_assert_no_error (error);
+  g_autofree int32_t *mask = g_new (int32_t, (size_t) B * L);
+  for (int i = 0; i < B * L; i++)
+    mask[i] = i % L < 3 + i / L; /* 3 and 4 real tokens */
+  const float ts[2] = { 500, 500 }, ph = 8.0f * h, pw = 8.0f * w, nf = T, ar = ph / pw, fps = 24;
+  KinStditInput in = { .x = x, .timestep = ts, .y = y, .mask = mask, .height = &ph, .width = &pw,
+                       .num_frames = &nf, .ar = &ar, .fps = &fps, .cond_rows = 1 };
+  g_assert_true (kin_stdit_forward (m, &in, out, &error));
+  g_assert_no_error (error);
+  return kin_tensor_to_host_f32 (out);
+}
+
+static void
+expect_same (const char *what, const float *a, const float *b, size_t n)
+{
+  double md = 0, mx = 1e-30;
+  for (size_t i = 0; i < n; i++) {
+    g_assert_false (isnan (a[i]) || isnan (b[i]));
+    md = MAX (md, fabs ((double) a[i] - b[i]));
+    mx = MAX (mx, fabs ((double) b[i]));
+  }
+  g_test_message ("%s: max |difference| %.3e (max |reference| %.3f)", what, md, mx);
+  g_assert_cmpfloat (md, <=, 1e-5 * mx);
+}
+
+/* A graphed model that changes size: the graph of the old size is dropped with its work buffers
+ * and never replays on the new ones (even when they land at the old addresses); coming back to
+ * the old size captures anew.  Each output against an eager model's. */
+static void
+test_graphs_new_sizes (void)
+{
+  g_autofree char *t = g_build_filename (packdir, "transformer", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KinStdit) eager = kin_stdit_open (t, gpu, &error);
+  g_assert_no_error (error);
+  g_autoptr (KinStdit) g = kin_stdit_open (t, gpu, &error);
+  g_assert_no_error (error);
+  kin_stdit_set_graphs (g, TRUE);
+  const KinStditConfig *cfg = kin_stdit_get_config (g);
+  const int L = 6, C = cfg->caption_channels;
+  g_autofree float *yh = g_new (float, (size_t) 2 * L * C);
+  for (int i = 0; i < 2 * L * C; i++)
+    yh[i] = (float) sin (0.37 * i);
+  int64_t ys[3] = { 2, L, C };
+  g_autoptr (KinTensor) y = kin_tensor_from_host_f32 (gpu, yh, 3, ys, NULL);
+  const size_t na = (size_t) 2 * cfg->out_channels * 2 * 2 * 2;
+  const size_t nb = (size_t) 2 * cfg->out_channels * 2 * 4 * 2;
+  g_autofree float *ref_a = stdit_forward (eager, y, 2, 2, 1);
+  g_autofree float *ref_b = stdit_forward (eager, y, 4, 2, 2);
+  for (int i = 0; i < 3; i++) {  /* eager, capture, replay */
+    g_autofree float *o = stdit_forward (g, y, 2, 2, 1);
+    expect_same ("2×2 latents, graphed", o, ref_a, na);
+  }
+  g_assert_cmpuint (kin_stdit_graph_captures (g), ==, 1);
+  g_assert_cmpuint (kin_stdit_graph_replays (g), ==, 2);
+  for (int i = 0; i < 3; i++) {
+    g_autofree float *o = stdit_forward (g, y, 4, 2, 2);
+    expect_same ("4×2 latents after 2×2, graphed", o, ref_b, nb);
+  }
+  g_assert_cmpuint (kin_stdit_graph_captures (g), ==, 2);
+  g_assert_cmpuint (kin_stdit_graph_replays (g), ==, 4);
+  g_autofree float *back = stdit_forward (g, y, 2, 2, 1);  /* eager again: the old graph is gone */
+  expect_same ("2×2 latents again", back, ref_a, na);
+  g_assert_cmpuint (kin_stdit_graph_replays (g), ==, 4);
+}
+
 static void
 test_bf16_weights (void)
 {
@@ -196,13 +279,14 @@ main (int argc, char **argv)
     printf ("SKIP: %s\n", error->message);
     return 77;
   }
-  printf ("CUDA: %s\n", kin_backend_cuda_describe (gpu));
+  printf ("# CUDA: %s\n", kin_backend_cuda_describe (gpu));
   packdir = g_dir_make_tmp ("kin-cuda-pack-XXXXXX", NULL);
   if (!kin_test_pack_write (packdir, 0, &error))
     g_error ("cannot write the test pack: %s", error->message);
   g_test_add_func ("/cuda-pipeline/bf16-weights", test_bf16_weights);
   g_test_add_func ("/cuda-pipeline/graphs-memory-oom", test_graphs);
   g_test_add_func ("/cuda-pipeline/graphs-off", test_graphs_off);
+  g_test_add_func ("/cuda-pipeline/graphs-new-sizes", test_graphs_new_sizes);
   int rc = g_test_run ();
   g_autofree char *cmd = g_strdup_printf ("rm -rf '%s'", packdir);
   (void) !system (cmd);
