@@ -291,6 +291,12 @@ def stage_dit(args):
     ids, masks = tok(caps)
     lmax = int(masks.sum(1).max())
     ids, masks = ids[:, :lmax], masks[:, :lmax]  # T5 real-token outputs do not depend on padding
+    # black is the default background: the same clips also under the caption without
+    # " on a black background" (drawn with probability --dit-short-captions per sample)
+    short = [c.replace(" on a black background", "") for c in caps]
+    has_short = torch.tensor([a != b for a, b in zip(caps, short)])
+    sids, smasks = tok(short)
+    sids, smasks = sids[:, :lmax], smasks[:, :lmax]
     t5 = T5Encoder(t5_config(args))
     dit = STDiT2(DIT_CFG)
     log("dit params %.2fM, t5 params %.2fM, caption tokens <= %d" % (
@@ -347,8 +353,12 @@ def stage_dit(args):
     while time.time() < t_end and k < todo:
         idx = torch.from_numpy(rng.choice(n, B, replace=False, p=weights))
         x0 = lat[idx]
-        ym = masks[idx]
-        y = t5(ids[idx], ym)
+        ym, yid = masks[idx], ids[idx]
+        if args.dit_short_captions > 0:
+            use = has_short[idx] & torch.from_numpy(rng.random(B) < args.dit_short_captions)
+            ym = torch.where(use[:, None], smasks[idx], ym)
+            yid = torch.where(use[:, None], sids[idx], yid)
+        y = t5(yid, ym)
         t = rng.integers(0, 1000, B)
         if args.dit_t_high > 0:  # extra weight on the noisier timesteps, where the caption matters most
             hi = rng.random(B) < args.dit_t_high
@@ -470,6 +480,8 @@ def main():
     ap.add_argument("--ema", type=float, default=0.99)
     ap.add_argument("--dit-warmup", type=int, default=100)
     ap.add_argument("--dit-lr-end", type=float, default=0.3, help="final lr as a fraction of --dit-lr")
+    ap.add_argument("--dit-short-captions", type=float, default=0.0,
+                    help="probability of captioning a black-background clip without its background")
     ap.add_argument("--dit-focus", type=float, default=0.0,
                     help="fraction of the clips drawn from black-background left/right/up/down clips")
     ap.add_argument("--resume", action="store_true",
