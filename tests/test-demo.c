@@ -406,6 +406,12 @@ test_red_circle_right (void)
   check_motion ("a red circle moving right on a black background", "red", 1, 0);
 }
 
+static void
+test_blue_square_up (void)
+{
+  check_motion ("a blue square moving up", "blue", 0, -1);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -424,6 +430,7 @@ main (int argc, char **argv)
   g_test_add_func ("/demo/default-pipeline", test_default_pipeline);
   g_test_add_func ("/demo/ten-prompts", test_ten_prompts);
   g_test_add_func ("/demo/red-circle-moves-right", test_red_circle_right);
+  g_test_add_func ("/demo/blue-square-moves-up", test_blue_square_up);
   int rc = g_test_run ();
   kin_pipeline_free (pipe_);
   kin_model_paths_clear (&paths);

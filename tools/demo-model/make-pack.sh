@@ -14,7 +14,9 @@
 #      (tdata/tlat: the same world with 15% of the random variation, so that a caption determines
 #      its clip almost exactly), AdamW 5e-4, EMA 0.995, 40% of the timesteps from [400, 1000);
 #      phase 4 to 8000 adds the 1/SNR(t) loss weight (AdamW 4e-4 -> 1e-4); phase 5 to DIT5_STEPS
-#      (9700) continues it at AdamW 3e-4; phase 6 to DIT_STEPS (17000) decays that to 1e-4
+#      (9700) continues it at AdamW 3e-4; phase 6 to DIT6_STEPS (17000) decays that to 1e-4;
+#      phase 7 to DIT_STEPS (19000) also captions half of the black-background clips without
+#      their background
 #   3. export to data/models/kinora-demo, then fixtures.py writes tests/data/demo
 # The DiT stage is resumable: it continues from $WORK/dit.pt when that exists (EMA + raw weights
 # + AdamW state, checkpointed every 100 steps / 3 minutes), and --dit-max-steps counts all steps,
@@ -77,9 +79,17 @@ tstages=""
   --dit-focus 0.5 --dit-t-high 0.4 --dit-mask-scale 0.5 --dit-fg-weight 4 --dit-snr-weight 50 \
   --dit-minutes "${DIT5_MINUTES:-240}" --dit-max-steps "${DIT5_STEPS:-9700}" \
   --dit-lr 3e-4 --dit-lr-end 0.963 --ema 0.995
-# phase 6, resumed: as phase 5, AdamW 3e-4 -> 1e-4 over steps 9701-DIT_STEPS (17000)
+# phase 6, resumed: as phase 5, AdamW 3e-4 -> 1e-4 over steps 9701-DIT6_STEPS (17000)
+"$py" "$here/train.py" $common --stages dit --resume --dit-tight \
+  --dit-focus 0.5 --dit-t-high 0.4 --dit-mask-scale 0.5 --dit-fg-weight 4 --dit-snr-weight 50 \
+  --dit-minutes "${DIT6_MINUTES:-400}" --dit-max-steps "${DIT6_STEPS:-17000}" \
+  --dit-lr 3e-4 --dit-lr-end 0.33 --ema 0.995
+# phase 7, resumed: as phase 6, half of the black-background clips captioned without
+# " on a black background" (so that "a blue square moving up" means black), AdamW 2e-4 -> 1e-4
+# to DIT_STEPS (19000)
 "$py" "$here/train.py" $common --stages dit,export --resume --dit-tight \
   --dit-focus 0.5 --dit-t-high 0.4 --dit-mask-scale 0.5 --dit-fg-weight 4 --dit-snr-weight 50 \
-  --dit-minutes "${DIT_MINUTES:-400}" --dit-max-steps "${DIT_STEPS:-17000}" \
-  --dit-lr 3e-4 --dit-lr-end 0.33 --ema 0.995 "$@"
+  --dit-short-captions 0.5 \
+  --dit-minutes "${DIT_MINUTES:-400}" --dit-max-steps "${DIT_STEPS:-19000}" \
+  --dit-lr 2e-4 --dit-lr-end 0.5 --ema 0.995 "$@"
 "$py" "$here/fixtures.py" --pack "$out" --out "$root/tests/data/demo"
