@@ -49,12 +49,13 @@ prepare () {
   echo "gpu-check: prepared; carry .gpu (the tree travels too: together at most 64 MiB)"
 }
 
-step () {  # step NAME COMMAND…: runs, logs, counts a failure (77 = skipped counts as a failure here)
+step () {  # step NAME COMMAND…: runs (at most STEP_TIMEOUT s), logs, counts a failure (77 = skipped
+           # counts as a failure here: there must be a device)
   name=$1
   shift
   echo "=== $name: $*"
   start=$(date +%s)
-  "$@"
+  timeout "${STEP_TIMEOUT:-240}" "$@"
   rc=$?
   echo "=== $name: exit $rc after $(( $(date +%s) - start )) s"
   [ $rc -eq 0 ] || failed=$((failed + 1))
@@ -73,7 +74,7 @@ run () {
     ln -sfn "$here" "$src"
   fi
   [ -e "$(dirname "$src")/shared/golden" ] || ln -sfn "$x/shared" "$(dirname "$src")/shared"
-  cudadirs=$(find / -xdev \( -name 'libcublasLt.so.13*' -o -name 'libcudnn.so.9*' \) 2>/dev/null |
+  cudadirs=$(find /usr/local /usr/lib /usr/lib64 /opt \( -name 'libcublasLt.so.13*' -o -name 'libcudnn.so.9*' \) 2>/dev/null |
              xargs -r -n1 dirname | sort -u | tr '\n' ':')
   export LD_LIBRARY_PATH="$x/lib:${cudadirs}${LD_LIBRARY_PATH:-}"
   export KIN_CUDA_MODULE_DIR="$x/bin/kernels"
