@@ -67,28 +67,26 @@ tstages=""
   --dit-focus 0.5 --dit-t-high 0.4 --dit-mask-scale 0.5 --dit-fg-weight 4 \
   --dit-minutes "${DIT3_MINUTES:-240}" --dit-max-steps "${DIT3_STEPS:-4800}" \
   --dit-lr 5e-4 --dit-lr-end 0.8 --ema 0.995
+# phases 4-7: the tight clips with the 1/SNR(t) loss weight
+snr="--dit-tight --dit-focus 0.5 --dit-t-high 0.4 --dit-mask-scale 0.5 --dit-fg-weight 4 --dit-snr-weight 50"
 # phase 4, resumed: as phase 3 with the eps loss weighted by 1/SNR(t) clipped to [1, 50],
 # AdamW 4e-4 -> 1e-4
-"$py" "$here/train.py" $common --stages dit --resume --dit-tight \
-  --dit-focus 0.5 --dit-t-high 0.4 --dit-mask-scale 0.5 --dit-fg-weight 4 --dit-snr-weight 50 \
+"$py" "$here/train.py" $common --stages dit --resume $snr \
   --dit-minutes "${DIT4_MINUTES:-240}" --dit-max-steps "${DIT4_STEPS:-8000}" \
   --dit-lr 4e-4 --dit-lr-end 0.25 --ema 0.995
 # phase 5, resumed: as phase 4 at AdamW 3e-4 (the recorded run planned 32000 more steps and was
 # stopped at 9700; --dit-lr-end 0.963 repeats its learning rates)
-"$py" "$here/train.py" $common --stages dit --resume --dit-tight \
-  --dit-focus 0.5 --dit-t-high 0.4 --dit-mask-scale 0.5 --dit-fg-weight 4 --dit-snr-weight 50 \
+"$py" "$here/train.py" $common --stages dit --resume $snr \
   --dit-minutes "${DIT5_MINUTES:-240}" --dit-max-steps "${DIT5_STEPS:-9700}" \
   --dit-lr 3e-4 --dit-lr-end 0.963 --ema 0.995
 # phase 6, resumed: as phase 5, AdamW 3e-4 -> 1e-4 over steps 9701-DIT6_STEPS (17000)
-"$py" "$here/train.py" $common --stages dit --resume --dit-tight \
-  --dit-focus 0.5 --dit-t-high 0.4 --dit-mask-scale 0.5 --dit-fg-weight 4 --dit-snr-weight 50 \
+"$py" "$here/train.py" $common --stages dit --resume $snr \
   --dit-minutes "${DIT6_MINUTES:-400}" --dit-max-steps "${DIT6_STEPS:-17000}" \
   --dit-lr 3e-4 --dit-lr-end 0.33 --ema 0.995
 # phase 7, resumed: as phase 6, half of the black-background clips captioned without
 # " on a black background" (so that "a blue square moving up" means black), AdamW 2e-4 -> 1e-4
 # to DIT_STEPS (19000)
-"$py" "$here/train.py" $common --stages dit,export --resume --dit-tight \
-  --dit-focus 0.5 --dit-t-high 0.4 --dit-mask-scale 0.5 --dit-fg-weight 4 --dit-snr-weight 50 \
+"$py" "$here/train.py" $common --stages dit,export --resume $snr \
   --dit-short-captions 0.5 \
   --dit-minutes "${DIT_MINUTES:-400}" --dit-max-steps "${DIT_STEPS:-19000}" \
   --dit-lr 2e-4 --dit-lr-end 0.5 --ema 0.995 "$@"
