@@ -184,8 +184,13 @@ sample_chain (Gen *g, const KinStditConfig *cfg, const GenOptions *o, float *sam
     .model = model_call, .model_data = g, .noise = noise_call, .noise_data = &ns,
     .on_step = on_step, .step_data = g,
   };
+  /* as the pipeline: the first step eager, the second captured, the rest replayed (where the
+   * backend has graphs; KIN_CUDA_GRAPHS=0 measures the eager step) */
+  kin_stdit_set_graphs (g->m, kin_backend_has_graphs (g->be) &&
+                        g_strcmp0 (g_getenv ("KIN_CUDA_GRAPHS"), "0") != 0);
   g->last = g_get_monotonic_time ();
   gboolean ok = kin_iddpm_sample (sched, &run, z, sample, error);
+  kin_stdit_set_graphs (g->m, FALSE);
   kin_iddpm_schedule_free (sched);
   return ok;
 }

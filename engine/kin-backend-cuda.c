@@ -8,6 +8,8 @@
 #include "kin-error.h"
 #include "../kernels/kin-cuda-abi.h"
 #include <gmodule.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define CUDA_MODULE_NAME "kinora-cuda.so"
@@ -25,9 +27,97 @@ typedef struct {
 #define CF(t) ((const float *) (t)->data)
 #define OPT_F(t) ((t) ? CF (t) : NULL)
 
+/* KIN_CUDA_PROFILE=1: a diagnostic for tuning.  Every op waits for the device before and after
+ * it runs, and its time is summed per op (per shape for linear, matmul and attention); the table
+ * goes to stderr at exit, slowest first.  Graphs are off in this mode (a wait cannot be
+ * captured) and the waits add launch latency, so totals run above the un-profiled time. */
+typedef struct {
+  const char *key;
+  double seconds;
+  guint64 calls;
+} ProfRow;
+
+static KinBackend *prof_be;   /* the profiled backend, NULL when profiling is off */
+static GHashTable *prof_rows; /* interned key → ProfRow */
+static gint64 prof_t0;
+
+/* Used as `PROFILE_START (be) OPS (be)->op (…)`: waits for the device, starts the clock, then
+ * evaluates the call (the conditional sequences the two). */
+#define PROFILE_START(be) prof_start (be) ? KIN_CUDA_ERR_DEVICE :
+
+static int
+prof_start (KinBackend *be)
+{
+  if (prof_be == be) {
+    OPS (be)->synchronize (CTX (be));
+    prof_t0 = g_get_monotonic_time ();
+  }
+  return 0;
+}
+
+static void
+prof_stop (KinBackend *be, const char *key)
+{
+  if (prof_be != be || prof_t0 == 0)
+    return;
+  OPS (be)->synchronize (CTX (be));
+  double s = (g_get_monotonic_time () - prof_t0) / 1e6;
+  prof_t0 = 0;
+  key = g_intern_string (key);
+  ProfRow *row = g_hash_table_lookup (prof_rows, key);
+  if (row == NULL) {
+    row = g_new0 (ProfRow, 1);
+    row->key = key;
+    g_hash_table_insert (prof_rows, (gpointer) key, row);
+  }
+  row->seconds += s;
+  row->calls++;
+}
+
+static int
+prof_cmp (gconstpointer a, gconstpointer b)
+{
+  const ProfRow *x = a, *y = b;
+  return x->seconds < y->seconds ? 1 : x->seconds > y->seconds ? -1 : 0;
+}
+
+static void
+prof_print (void)
+{
+  if (prof_rows == NULL)
+    return;
+  GList *rows = g_list_sort (g_hash_table_get_values (prof_rows), prof_cmp);
+  double total = 0;
+  for (GList *l = rows; l; l = l->next)
+    total += ((ProfRow *) l->data)->seconds;
+  fprintf (stderr, "KIN_CUDA_PROFILE: %.3f s in ops (each op timed between two device waits)\n", total);
+  fprintf (stderr, "  %10s %6s %10s %8s  %s\n", "total ms", "%", "calls", "ms/call", "op");
+  for (GList *l = rows; l; l = l->next) {
+    ProfRow *r = l->data;
+    fprintf (stderr, "  %10.1f %6.1f %10" G_GUINT64_FORMAT " %8.3f  %s\n", r->seconds * 1e3,
+             total > 0 ? 100 * r->seconds / total : 0, r->calls, r->seconds * 1e3 / r->calls, r->key);
+  }
+  g_list_free (rows);
+}
+
+/* The profile key of an op with shapes (only built while profiling). */
+static G_GNUC_PRINTF (2, 3) const char *
+prof_key (const char *op, const char *format, ...)
+{
+  if (prof_be == NULL)
+    return op;
+  va_list ap;
+  va_start (ap, format);
+  g_autofree char *detail = g_strdup_vprintf (format, ap);
+  va_end (ap);
+  g_autofree char *key = g_strdup_printf ("%s %s", op, detail);
+  return g_intern_string (key);
+}
+
 static void
 report (KinBackend *be, const char *op, int rc)
 {
+  prof_stop (be, op);
   if (rc == KIN_CUDA_OK)
     return;
   if (rc == KIN_CUDA_ERR_OOM) {  /* recoverable: the module has already released its cache */
@@ -79,25 +169,25 @@ cuda_alloc (KinBackend *be, size_t bytes)
 static void
 cuda_free (KinBackend *be, void *p)
 {
-  report (be, "free", OPS (be)->free (CTX (be), p));
+  report (be, "free", PROFILE_START (be) OPS (be)->free (CTX (be), p));
 }
 
 static void
 cuda_upload (KinBackend *be, void *dst, const void *src, size_t n)
 {
-  report (be, "upload", OPS (be)->upload (CTX (be), dst, src, n));
+  report (be, "upload", PROFILE_START (be) OPS (be)->upload (CTX (be), dst, src, n));
 }
 
 static void
 cuda_download (KinBackend *be, void *dst, const void *src, size_t n)
 {
-  report (be, "download", OPS (be)->download (CTX (be), dst, src, n));
+  report (be, "download", PROFILE_START (be) OPS (be)->download (CTX (be), dst, src, n));
 }
 
 static void
 cuda_synchronize (KinBackend *be)
 {
-  report (be, "synchronize", OPS (be)->synchronize (CTX (be)));
+  report (be, "synchronize", PROFILE_START (be) OPS (be)->synchronize (CTX (be)));
 }
 
 static void
@@ -141,13 +231,13 @@ static void
 cuda_graph_launch (KinBackend *be, gpointer graph)
 {
   if (!be->error)
-    report (be, "graph launch", OPS (be)->graph_launch (CTX (be), graph));
+    report (be, "graph launch", PROFILE_START (be) OPS (be)->graph_launch (CTX (be), graph));
 }
 
 static void
 cuda_graph_free (KinBackend *be, gpointer graph)
 {
-  report (be, "graph free", OPS (be)->graph_destroy (CTX (be), graph));
+  report (be, "graph free", PROFILE_START (be) OPS (be)->graph_destroy (CTX (be), graph));
 }
 
 /* --- matrices --- */
@@ -180,7 +270,8 @@ cuda_linear (KinBackend *be, KinTensor *y, const KinTensor *x, const KinTensor *
                            kin_dtype_name (w->dtype));
     return;
   }
-  report (be, "linear", OPS (be)->linear (CTX (be), F (y), CF (x), w->data, dt, OPT_F (bias), rows, in, out));
+  report (be, prof_key ("linear", "%s rows %" G_GINT64_FORMAT " %" G_GINT64_FORMAT "→%" G_GINT64_FORMAT,
+                        kin_dtype_name (w->dtype), rows, in, out), PROFILE_START (be) OPS (be)->linear (CTX (be), F (y), CF (x), w->data, dt, OPT_F (bias), rows, in, out));
 }
 
 static void
@@ -192,7 +283,7 @@ cuda_matmul (KinBackend *be, KinTensor *c, const KinTensor *a, const KinTensor *
       !check_f32 (be, "matmul", b, (int64_t) (batch - 1) * stride_b + (int64_t) k * n) ||
       !check_f32 (be, "matmul", c, (int64_t) (batch - 1) * stride_c + (int64_t) m * n))
     return;
-  report (be, "matmul", OPS (be)->matmul (CTX (be), F (c), CF (a), CF (b), batch, m, n, k, trans_a != 0,
+  report (be, prof_key ("matmul", "%d × %d×%d×%d", batch, m, n, k), PROFILE_START (be) OPS (be)->matmul (CTX (be), F (c), CF (a), CF (b), batch, m, n, k, trans_a != 0,
                                           trans_b != 0, alpha, stride_a, stride_b, stride_c));
 }
 
@@ -205,7 +296,7 @@ cuda_layer_norm (KinBackend *be, KinTensor *y, const KinTensor *x, const KinTens
   if (be->error || !check_f32 (be, "layer_norm", x, rows * dim) || !check_f32 (be, "layer_norm", y, rows * dim) ||
       !check_f32 (be, "layer_norm", w, dim) || !check_f32 (be, "layer_norm", b, dim))
     return;
-  report (be, "layer_norm", OPS (be)->layer_norm (CTX (be), F (y), CF (x), OPT_F (w), OPT_F (b), rows, dim, eps));
+  report (be, "layer_norm", PROFILE_START (be) OPS (be)->layer_norm (CTX (be), F (y), CF (x), OPT_F (w), OPT_F (b), rows, dim, eps));
 }
 
 static void
@@ -215,7 +306,7 @@ cuda_rms_norm (KinBackend *be, KinTensor *y, const KinTensor *x, const KinTensor
   if (be->error || !check_f32 (be, "rms_norm", x, rows * dim) || !check_f32 (be, "rms_norm", y, rows * dim) ||
       !check_f32 (be, "rms_norm", w, dim))
     return;
-  report (be, "rms_norm", OPS (be)->rms_norm (CTX (be), F (y), CF (x), OPT_F (w), rows, dim, eps));
+  report (be, "rms_norm", PROFILE_START (be) OPS (be)->rms_norm (CTX (be), F (y), CF (x), OPT_F (w), rows, dim, eps));
 }
 
 static void
@@ -228,7 +319,7 @@ cuda_modulate (KinBackend *be, KinTensor *y, const KinTensor *x, const KinTensor
       !check_f32 (be, "modulate", shift, shift_offset + (groups - 1) * sstride + dim) ||
       !check_f32 (be, "modulate", scale, scale_offset + (groups - 1) * sstride + dim))
     return;
-  report (be, "modulate", OPS (be)->modulate (CTX (be), F (y), CF (x), CF (shift) + shift_offset,
+  report (be, "modulate", PROFILE_START (be) OPS (be)->modulate (CTX (be), F (y), CF (x), CF (shift) + shift_offset,
                                               CF (scale) + scale_offset, sstride, groups, rows, dim));
 }
 
@@ -240,7 +331,7 @@ cuda_gate_add (KinBackend *be, KinTensor *x, const KinTensor *y, const KinTensor
   if (be->error || !check_f32 (be, "gate_add", x, n) || !check_f32 (be, "gate_add", y, n) ||
       !check_f32 (be, "gate_add", gate, gate ? gate_offset + (groups - 1) * gstride + dim : 0))
     return;
-  report (be, "gate_add", OPS (be)->gate_add (CTX (be), F (x), CF (y), gate ? CF (gate) + gate_offset : NULL,
+  report (be, "gate_add", PROFILE_START (be) OPS (be)->gate_add (CTX (be), F (x), CF (y), gate ? CF (gate) + gate_offset : NULL,
                                               gstride, groups, rows, dim));
 }
 
@@ -256,14 +347,14 @@ static void
 cuda_gelu_tanh (KinBackend *be, KinTensor *y, const KinTensor *x)
 {
   if (check_unary (be, "gelu_tanh", y, x))
-    report (be, "gelu_tanh", OPS (be)->gelu_tanh (CTX (be), F (y), CF (x), kin_tensor_numel (x)));
+    report (be, "gelu_tanh", PROFILE_START (be) OPS (be)->gelu_tanh (CTX (be), F (y), CF (x), kin_tensor_numel (x)));
 }
 
 static void
 cuda_silu (KinBackend *be, KinTensor *y, const KinTensor *x)
 {
   if (check_unary (be, "silu", y, x))
-    report (be, "silu", OPS (be)->silu (CTX (be), F (y), CF (x), kin_tensor_numel (x)));
+    report (be, "silu", PROFILE_START (be) OPS (be)->silu (CTX (be), F (y), CF (x), kin_tensor_numel (x)));
 }
 
 static void
@@ -271,7 +362,7 @@ cuda_softmax (KinBackend *be, KinTensor *y, const KinTensor *x, int64_t rows, in
 {
   if (be->error || !check_f32 (be, "softmax", x, rows * dim) || !check_f32 (be, "softmax", y, rows * dim))
     return;
-  report (be, "softmax", OPS (be)->softmax (CTX (be), F (y), CF (x), rows, dim));
+  report (be, "softmax", PROFILE_START (be) OPS (be)->softmax (CTX (be), F (y), CF (x), rows, dim));
 }
 
 static gboolean
@@ -293,7 +384,7 @@ static void
 cuda_add (KinBackend *be, KinTensor *y, const KinTensor *a, const KinTensor *b)
 {
   if (check_binary (be, "add", y, a, b))
-    report (be, "add", OPS (be)->add (CTX (be), F (y), CF (a), CF (b), kin_tensor_numel (a),
+    report (be, "add", PROFILE_START (be) OPS (be)->add (CTX (be), F (y), CF (a), CF (b), kin_tensor_numel (a),
                                       kin_tensor_numel (b)));
 }
 
@@ -301,7 +392,7 @@ static void
 cuda_mul (KinBackend *be, KinTensor *y, const KinTensor *a, const KinTensor *b)
 {
   if (check_binary (be, "mul", y, a, b))
-    report (be, "mul", OPS (be)->mul (CTX (be), F (y), CF (a), CF (b), kin_tensor_numel (a),
+    report (be, "mul", PROFILE_START (be) OPS (be)->mul (CTX (be), F (y), CF (a), CF (b), kin_tensor_numel (a),
                                       kin_tensor_numel (b)));
 }
 
@@ -309,7 +400,7 @@ static void
 cuda_scale (KinBackend *be, KinTensor *y, const KinTensor *x, float alpha, float beta)
 {
   if (check_unary (be, "scale", y, x))
-    report (be, "scale", OPS (be)->scale (CTX (be), F (y), CF (x), kin_tensor_numel (x), alpha, beta));
+    report (be, "scale", PROFILE_START (be) OPS (be)->scale (CTX (be), F (y), CF (x), kin_tensor_numel (x), alpha, beta));
 }
 
 /* --- attention --- */
@@ -340,7 +431,8 @@ cuda_attention (KinBackend *be, KinTensor *out, const KinTensor *q, const KinTen
     .q_stride = d->q_stride, .kv_stride = d->kv_stride, .out_stride = d->out_stride,
     .scale = d->scale, .kv_lens = d->kv_lens, .bias = OPT_F (d->bias),
   };
-  report (be, "attention", OPS (be)->attention (CTX (be), &a));
+  report (be, prof_key ("attention", "b %d h %d lq %d lk %d d %d%s%s", d->batch, d->heads, d->lq, d->lk,
+                        d->head_dim, d->kv_lens ? " lens" : "", d->bias ? " bias" : ""), PROFILE_START (be) OPS (be)->attention (CTX (be), &a));
 }
 
 /* --- convolution and friends --- */
@@ -368,7 +460,7 @@ cuda_conv2d (KinBackend *be, KinTensor *y, const KinTensor *x, const KinTensor *
     .n = d->n, .cin = d->cin, .h = d->h, .w = d->w, .cout = d->cout, .kh = d->kh, .kw = d->kw,
     .stride = d->stride, .pad_t = d->pad_t, .pad_b = d->pad_b, .pad_l = d->pad_l, .pad_r = d->pad_r,
   };
-  report (be, "conv2d", OPS (be)->conv2d (CTX (be), F (y), CF (x), CF (w), OPT_F (bias), &c));
+  report (be, "conv2d", PROFILE_START (be) OPS (be)->conv2d (CTX (be), F (y), CF (x), CF (w), OPT_F (bias), &c));
 }
 
 static void
@@ -386,7 +478,7 @@ cuda_group_norm (KinBackend *be, KinTensor *y, const KinTensor *x, const KinTens
   if (!check_f32 (be, "group_norm", x, n * c * hw) || !check_f32 (be, "group_norm", y, n * c * hw) ||
       !check_f32 (be, "group_norm", w, c) || !check_f32 (be, "group_norm", b, c))
     return;
-  report (be, "group_norm", OPS (be)->group_norm (CTX (be), F (y), CF (x), OPT_F (w), OPT_F (b), n, c,
+  report (be, "group_norm", PROFILE_START (be) OPS (be)->group_norm (CTX (be), F (y), CF (x), OPT_F (w), OPT_F (b), n, c,
                                                   hw, groups, eps, silu != 0));
 }
 
@@ -396,7 +488,7 @@ cuda_upsample_nearest2x (KinBackend *be, KinTensor *y, const KinTensor *x, int64
 {
   if (be->error || !check_f32 (be, "upsample", x, nc * h * w) || !check_f32 (be, "upsample", y, nc * h * w * 4))
     return;
-  report (be, "upsample", OPS (be)->upsample_nearest2x (CTX (be), F (y), CF (x), nc, h, w));
+  report (be, "upsample", PROFILE_START (be) OPS (be)->upsample_nearest2x (CTX (be), F (y), CF (x), nc, h, w));
 }
 
 static void
@@ -413,7 +505,7 @@ cuda_rope (KinBackend *be, KinTensor *x, int64_t x_offset, int64_t stride, int64
   if (!check_f32 (be, "rope x", x, x_offset + (batch * len - 1) * stride + (int64_t) heads * head_dim) ||
       !check_f32 (be, "rope cos", cos_t, len * half) || !check_f32 (be, "rope sin", sin_t, len * half))
     return;
-  report (be, "rope", OPS (be)->rope (CTX (be), F (x) + x_offset, stride, batch, len, heads, head_dim,
+  report (be, "rope", PROFILE_START (be) OPS (be)->rope (CTX (be), F (x) + x_offset, stride, batch, len, heads, head_dim,
                                       CF (cos_t), CF (sin_t)));
 }
 
@@ -438,7 +530,7 @@ cuda_permute (KinBackend *be, KinTensor *y, const KinTensor *x, int ndim, const 
     }
     seen |= 1u << perm[i];
   }
-  report (be, "permute", OPS (be)->permute (CTX (be), F (y), CF (x), ndim, dims, perm));
+  report (be, "permute", PROFILE_START (be) OPS (be)->permute (CTX (be), F (y), CF (x), ndim, dims, perm));
 }
 
 static void
@@ -447,7 +539,7 @@ cuda_copy (KinBackend *be, KinTensor *y, int64_t y_offset, const KinTensor *x, i
 {
   if (be->error || !check_f32 (be, "copy", x, x_offset + n) || !check_f32 (be, "copy", y, y_offset + n))
     return;
-  report (be, "copy", OPS (be)->copy (CTX (be), F (y) + y_offset, CF (x) + x_offset, n));
+  report (be, "copy", PROFILE_START (be) OPS (be)->copy (CTX (be), F (y) + y_offset, CF (x) + x_offset, n));
 }
 
 /* --- loading --- */
@@ -584,6 +676,12 @@ cuda_open (GError **error)
     be->linear_weights_bf16 = FALSE;
   else if (wt != NULL && g_ascii_strcasecmp (wt, "bf16") == 0)
     be->linear_weights_bf16 = TRUE;
+  if (g_strcmp0 (g_getenv ("KIN_CUDA_PROFILE"), "1") == 0) {
+    be->graph_begin = NULL;  /* a device wait cannot be captured */
+    prof_rows = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, g_free);
+    prof_be = be;
+    atexit (prof_print);
+  }
   g_debug ("CUDA backend: %s", ops->describe (ctx));
   return be;
 }

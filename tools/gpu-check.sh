@@ -17,6 +17,7 @@
 #                                 status is the number of failed steps.
 #
 # With the device tool:  run(command: "sh tools/gpu-check.sh run", carry: [".gpu"], timeout_s: 480).
+# STEP_SCALE=N multiplies every step's time limit.
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-build-gpu}
@@ -49,13 +50,14 @@ prepare () {
   echo "gpu-check: prepared; carry .gpu (the tree travels too: together at most 64 MiB)"
 }
 
-step () {  # step NAME COMMAND…: runs (at most STEP_TIMEOUT s), logs, counts a failure (77 = skipped
-           # counts as a failure here: there must be a device)
-  name=$1
-  shift
+step () {  # step SECONDS NAME COMMAND…: runs (at most SECONDS, times STEP_SCALE), logs, counts a
+           # failure (77 = skipped counts as a failure here: there must be a device)
+  limit=$(( $1 * ${STEP_SCALE:-1} ))
+  name=$2
+  shift 2
   echo "=== $name: $*"
   start=$(date +%s)
-  timeout "${STEP_TIMEOUT:-240}" "$@"
+  timeout "$limit" "$@"
   rc=$?
   echo "=== $name: exit $rc after $(( $(date +%s) - start )) s"
   [ $rc -eq 0 ] || failed=$((failed + 1))
@@ -82,19 +84,22 @@ run () {
   cd "$src" || exit 2
   bin="$x/bin"
   failed=0
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
   echo "cuBLAS/cuDNN from: $cudadirs"
-  step info "$bin"/app/kinora-cli info
-  step cuda-ops "$bin"/tests/test-cuda-ops
-  step cuda-pipeline "$bin"/tests/test-cuda-pipeline
+  ldd "$bin"/kernels/kinora-cuda.so "$bin"/app/kinora-cli | grep -E 'not found|cublas|cudnn|glib-2'
+  step 30 info "$bin"/app/kinora-cli info
+  step 120 cuda-ops "$bin"/tests/test-cuda-ops
+  step 120 cuda-pipeline "$bin"/tests/test-cuda-pipeline
   for c in stdit_v1 stdit_v2 stdit_v2_xmask t5 vae iddpm iddpm_v2_mask; do
     # (as in the gpu suite: the golden cases measure the models at f32)
-    step "golden-$c" env KIN_CUDA_WEIGHTS=f32 "$bin"/tests/kinora-golden --backend cuda \
+    step 60 "golden-$c" env KIN_CUDA_WEIGHTS=f32 "$bin"/tests/kinora-golden --backend cuda \
       --tolerance 1e-4 "$(dirname "$src")/shared/golden/$c.json"
   done
-  step bench-stdit "$bin"/app/kinora-cli bench stdit --backend cuda
-  step bench-generate "$bin"/app/kinora-cli bench generate --backend cuda
-  step bench-vae "$bin"/app/kinora-cli bench vae --backend cuda --frames 16 --size 512
+  step 90 bench-stdit "$bin"/app/kinora-cli bench stdit --backend cuda
+  # where the forward's time goes (every op timed between device waits; no graphs)
+  step 60 profile-stdit env KIN_CUDA_PROFILE=1 "$bin"/app/kinora-cli bench stdit --backend cuda --iters 1 --warmup 1
+  step 180 bench-generate "$bin"/app/kinora-cli bench generate --backend cuda
+  step 60 bench-vae "$bin"/app/kinora-cli bench vae --backend cuda --frames 16 --size 512
   echo "gpu-check: $failed step(s) failed"
   return "$failed"
 }
