@@ -667,7 +667,7 @@ cuda_open (GError **error)
   be->priv = priv;
   fill_table (be);
   if (g_strcmp0 (g_getenv ("KIN_CUDA_EXACT"), "1") == 0) {
-    /* the CPU's arithmetic: half weights widened, F32 weights kept F32 */
+    /* the CPU's arithmetic: half weights widened, F32 weights kept F32, f32 attention */
     ops->set_option (ctx, KIN_CUDA_OPT_EXACT_HALF, 1);
     be->linear_weights_bf16 = FALSE;
   }
@@ -676,6 +676,12 @@ cuda_open (GError **error)
     be->linear_weights_bf16 = FALSE;
   else if (wt != NULL && g_ascii_strcasecmp (wt, "bf16") == 0)
     be->linear_weights_bf16 = TRUE;
+  /* bf16 attention goes with bf16 weights: measuring at f32 keeps attention f32 too */
+  ops->set_option (ctx, KIN_CUDA_OPT_FAST_ATTENTION, be->linear_weights_bf16);
+  /* KIN_CUDA_ATTENTION=1..4 forces one attention kernel where it applies (for measurements) */
+  const char *ap = g_getenv ("KIN_CUDA_ATTENTION");
+  if (ap != NULL && ops->set_option (ctx, KIN_CUDA_OPT_ATTENTION, atoi (ap)) != KIN_CUDA_OK)
+    g_warning ("KIN_CUDA_ATTENTION=%s ignored: %s", ap, ops->error_message (ctx));
   if (g_strcmp0 (g_getenv ("KIN_CUDA_PROFILE"), "1") == 0) {
     be->graph_begin = NULL;  /* a device wait cannot be captured */
     prof_rows = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, g_free);
@@ -740,6 +746,8 @@ kin_backend_cuda_set_option (KinBackend *be, KinCudaOption option, int value)
     [KIN_CUDA_OPTION_EXACT_HALF] = KIN_CUDA_OPT_EXACT_HALF,
     [KIN_CUDA_OPTION_ATTENTION_PATH] = KIN_CUDA_OPT_ATTENTION,
     [KIN_CUDA_OPTION_SCRATCH_KIB] = KIN_CUDA_OPT_SCRATCH_KIB,
+    [KIN_CUDA_OPTION_BF16_WEIGHTS] = -1,
+    [KIN_CUDA_OPTION_FAST_ATTENTION] = KIN_CUDA_OPT_FAST_ATTENTION,
   };
   if (!kin_backend_is_cuda (be) || (unsigned) option >= G_N_ELEMENTS (map))
     return FALSE;

@@ -32,7 +32,7 @@ typedef enum {
    * uses tensor cores with f32 accumulation (~1e-3 relative); TRUE widens the weights to f32
    * (the CPU's arithmetic, within ~1e-6).  $KIN_CUDA_EXACT=1 sets it at start-up. */
   KIN_CUDA_OPTION_EXACT_HALF,
-  /* attention kernel: 0 auto, 1 short-sequence, 2 flash, 3 cuBLAS (for tests) */
+  /* attention kernel: 0 auto, 1 short-sequence, 2 flash, 3 cuBLAS, 4 tensor-core flash (tests) */
   KIN_CUDA_OPTION_ATTENTION_PATH,
   /* scratch budget in KiB for im2col and attention score bands (0 = default 256 MiB) */
   KIN_CUDA_OPTION_SCRATCH_KIB,
@@ -40,6 +40,10 @@ typedef enum {
    * memory; see KinBackend.linear_weights_bf16).  Applies to models loaded afterwards.
    * $KIN_CUDA_WEIGHTS=f32 (or KIN_CUDA_EXACT=1) turns it off at start-up, =bf16 on. */
   KIN_CUDA_OPTION_BF16_WEIGHTS,
+  /* attention may round its operands to bf16 for tensor cores (default TRUE, ~1e-2 relative,
+   * the precision bf16 weights have anyway); FALSE keeps it f32.  Turned off at start-up with
+   * the BF16 weights (KIN_CUDA_WEIGHTS=f32, KIN_CUDA_EXACT=1). */
+  KIN_CUDA_OPTION_FAST_ATTENTION,
 } KinCudaOption;
 
 /* Sets an option; FALSE when @be is not the CUDA backend or the value is refused. */

@@ -24,7 +24,7 @@
 extern "C" {
 #endif
 
-#define KIN_CUDA_ABI_VERSION 3
+#define KIN_CUDA_ABI_VERSION 4
 
 typedef enum {
   KIN_CUDA_OK = 0,
@@ -48,11 +48,16 @@ typedef enum {
    * f32 accumulation; 1 = widen the weights to f32 first (bit-for-bit the CPU's recipe, slower) */
   KIN_CUDA_OPT_EXACT_HALF = 1,
   /* [0] attention kernel: 0 auto, 1 short-sequence kernel (lk ≤ 64, head_dim ≤ 128),
-   * 2 flash kernel (head_dim ≤ 128), 3 cuBLAS + softmax; an impossible choice falls back to auto */
+   * 2 flash kernel (head_dim ≤ 128), 3 cuBLAS + softmax, 4 tensor-core flash kernel (bf16
+   * operands, f32 accumulation and softmax; head_dim ≤ 128); an impossible choice falls back
+   * to auto */
   KIN_CUDA_OPT_ATTENTION = 2,
   /* [262144] scratch budget in KiB for im2col columns and attention score bands (ops work in
    * chunks that fit; tests shrink it to reach the chunking code); 0 = the default */
   KIN_CUDA_OPT_SCRATCH_KIB = 3,
+  /* [1] auto may pick kernels that round attention's operands (q, k, v, probabilities) to bf16
+   * for tensor cores (~1e-2 relative, the precision of bf16 weights); 0 = f32 throughout */
+  KIN_CUDA_OPT_FAST_ATTENTION = 4,
 } KinCudaModuleOption;
 
 typedef struct KinCudaCtx KinCudaCtx;

@@ -5,6 +5,7 @@
 #include "kin-cuda-abi.h"
 
 #include <cublas_v2.h>
+#include <cublasLt.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 
@@ -15,6 +16,7 @@
 #define KIN_CUDA_CUBLAS_WS ((size_t) 32 << 20)
 
 struct KinCudaCudnn;      // kin-cuda-conv.cu (NULL when libcudnn is absent)
+struct KinCudaLtPlan;     // kin-cuda-gemm.cu
 struct KinCudaAllocator;  // kin-cuda-memory.cu
 
 struct KinCudaCtx {
@@ -22,6 +24,11 @@ struct KinCudaCtx {
   cudaStream_t stream;
   cublasHandle_t cublas;
   KinCudaCudnn *cudnn;
+  // cuBLASLt for linear with a bias (the bias in the GEMM's epilogue); NULL if it did not start.
+  // Plans per shape, cached (kin-cuda-gemm.cu).
+  cublasLtHandle_t cublaslt;
+  KinCudaLtPlan *lt_plans;
+  int lt_next;
 
   // the caching allocator (kin-cuda-memory.cu)
   KinCudaAllocator *mem;
@@ -37,7 +44,7 @@ struct KinCudaCtx {
   KinCudaGraph *graph;
   uint64_t graph_launches;
 
-  int opt_cudnn, opt_exact_half, opt_attention;
+  int opt_cudnn, opt_exact_half, opt_attention, opt_fast_attention;
   size_t scratch_budget;  // bytes
 
   char msg[512];
@@ -161,6 +168,9 @@ int kin_cuda_conv2d (KinCudaCtx *ctx, float *y, const float *x, const float *w, 
                      const KinCudaConv2d *desc);
 // Loads libcudnn when present (no error when absent; ctx->cudnn stays NULL).
 void kin_cuda_cudnn_open (KinCudaCtx *ctx);
+// kin-cuda-gemm.cu: cuBLASLt (ctx->cublaslt stays NULL when it does not start: plain cuBLAS)
+void kin_cuda_lt_open (KinCudaCtx *ctx);
+void kin_cuda_lt_close (KinCudaCtx *ctx);
 void kin_cuda_cudnn_close (KinCudaCtx *ctx);
 // "cuDNN 9.1.0" or "no cuDNN"
 const char *kin_cuda_cudnn_describe (KinCudaCtx *ctx);

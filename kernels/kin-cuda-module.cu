@@ -96,6 +96,7 @@ ctx_init (int device, char *msg, size_t msg_len)
   }
   ctx->device = device;
   ctx->opt_cudnn = 1;
+  ctx->opt_fast_attention = 1;
   ctx->scratch_budget = KIN_CUDA_SCRATCH_BUDGET;
   cudaError_t e = cudaSetDevice (device);
   if (e == cudaSuccess)
@@ -134,6 +135,7 @@ ctx_init (int device, char *msg, size_t msg_len)
     return NULL;
   }
   kin_cuda_cudnn_open (ctx);
+  kin_cuda_lt_open (ctx);
 
   cudaDeviceProp prop;
   memset (&prop, 0, sizeof prop);
@@ -162,6 +164,7 @@ ctx_shutdown (KinCudaCtx *ctx)
   }
   kin_cuda_graph_destroy (ctx, ctx->graph);
   cudaStreamSynchronize (ctx->stream);
+  kin_cuda_lt_close (ctx);
   kin_cuda_cudnn_close (ctx);
   cublasDestroy (ctx->cublas);
   kin_cuda_mem_shutdown (ctx);  // every block, the workspaces included
@@ -192,7 +195,7 @@ ctx_set_option (KinCudaCtx *ctx, int option, int value)
     ctx->opt_exact_half = value != 0;
     return KIN_CUDA_OK;
   case KIN_CUDA_OPT_ATTENTION:
-    if (value < 0 || value > 3)
+    if (value < 0 || value > 4)
       return BAD_INPUT ("attention path %d unknown", value);
     ctx->opt_attention = value;
     return KIN_CUDA_OK;
@@ -200,6 +203,9 @@ ctx_set_option (KinCudaCtx *ctx, int option, int value)
     if (value < 0)
       return BAD_INPUT ("scratch budget %d KiB", value);
     ctx->scratch_budget = value == 0 ? KIN_CUDA_SCRATCH_BUDGET : (size_t) value << 10;
+    return KIN_CUDA_OK;
+  case KIN_CUDA_OPT_FAST_ATTENTION:
+    ctx->opt_fast_attention = value != 0;
     return KIN_CUDA_OK;
   default:
     return BAD_INPUT ("option %d unknown", option);

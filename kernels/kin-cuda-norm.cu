@@ -75,6 +75,32 @@ k_rms_norm (float *y, const float *x, const float *w, int64_t dim, float eps)
   }
 }
 
+// Short rows (the q/k norm: head_dim values per row, rows·heads rows): one warp per row, the
+// sum of squares reduced with shuffles (in double, as above).
+#define ROW_WARPS 8
+#define WARP_ROW_MAX 256
+
+__global__ void __launch_bounds__ (ROW_WARPS * 32)
+k_rms_norm_warp (float *y, const float *x, const float *w, int64_t rows, int dim, float eps)
+{
+  const int lane = threadIdx.x & 31;
+  const int64_t r = (int64_t) blockIdx.x * ROW_WARPS + (threadIdx.x >> 5);
+  if (r >= rows)  // the whole warp leaves; no block-wide barrier below
+    return;
+  const float *xr = x + r * dim;
+  float *yr = y + r * dim;
+  double ss = 0;
+  for (int i = lane; i < dim; i += 32)
+    ss += (double) xr[i] * xr[i];
+  for (int o = 16; o > 0; o >>= 1)
+    ss += __shfl_xor_sync (KIN_FULL_MASK, ss, o);
+  float inv = (float) (1.0 / sqrt (ss / (double) dim + eps));
+  for (int i = lane; i < dim; i += 32) {
+    float v = xr[i] * inv;
+    yr[i] = w ? w[i] * v : v;
+  }
+}
+
 int
 kin_cuda_rms_norm (KinCudaCtx *ctx, float *y, const float *x, const float *w, int64_t rows,
                    int64_t dim, float eps)
@@ -83,6 +109,12 @@ kin_cuda_rms_norm (KinCudaCtx *ctx, float *y, const float *x, const float *w, in
     return KIN_CUDA_OK;
   if (!kin_fits_int (rows))
     return BAD_INPUT ("rms_norm: %lld rows", (long long) rows);
+  if (dim <= WARP_ROW_MAX) {
+    unsigned blocks = (unsigned) ((rows + ROW_WARPS - 1) / ROW_WARPS);
+    k_rms_norm_warp<<<blocks, ROW_WARPS * 32, 0, ctx->stream>>> (y, x, w, rows, (int) dim, eps);
+    LAUNCH_CHECK ();
+    return KIN_CUDA_OK;
+  }
   k_rms_norm<<<(unsigned) rows, NORM_THREADS, 0, ctx->stream>>> (y, x, w, dim, eps);
   LAUNCH_CHECK ();
   return KIN_CUDA_OK;

@@ -61,9 +61,19 @@ void emu_warp_barrier (void)
 
 static void run_launch (unsigned grid, unsigned block, size_t smem, const std::function<void ()> &f);
 
+// dynamic shared memory a launch may ask for: 48 KiB, or more after cudaFuncSetAttribute
+static size_t smem_limit = 48 * 1024;
+cudaError_t emu_func_set_attribute (cudaFuncAttribute attr, int value)
+{
+  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 || value > 227 * 1024)
+    return last_error = cudaErrorInvalidValue;
+  if ((size_t) value > smem_limit) smem_limit = (size_t) value;
+  return cudaSuccess;
+}
+
 void emu_launch (unsigned grid, unsigned block, size_t smem, cudaStream_t s, std::function<void ()> f)
 {
-  if (grid == 0 || block == 0 || block > 1024 || smem > 48 * 1024) { last_error = cudaErrorInvalidConfiguration; return; }
+  if (grid == 0 || block == 0 || block > 1024 || smem > smem_limit) { last_error = cudaErrorInvalidConfiguration; return; }
   if (block % 32) { fprintf (stderr, "emu: block %u not a multiple of 32\n", block); abort (); }
   enqueue ([grid, block, smem, f] () { run_launch (grid, block, smem, f); });
 }
@@ -141,7 +151,7 @@ cudaError_t cudaMalloc (void **p, size_t n)
 {
   size_t lim = memory_limit ();
   if (n > lim || allocated > lim - n) { last_error = cudaErrorMemoryAllocation; return cudaErrorMemoryAllocation; }
-  *p = malloc (n ? n : 1);
+  *p = aligned_alloc (256, n ? (n + 255) / 256 * 256 : 256);  // cudaMalloc aligns to 256 bytes
   memset (*p, 0xab, n);  // garbage, like real device memory
   allocs[*p] = n;
   allocated += n;

@@ -21,6 +21,10 @@ extern dim3 blockDim, gridDim;
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __shared__ static
+#define __align__(n) alignas (n)
+
+struct alignas (16) float4 { float x, y, z, w; };
+static inline float4 make_float4 (float x, float y, float z, float w) { return { x, y, z, w }; }
 
 typedef enum {
   cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2,
@@ -78,6 +82,12 @@ template <typename T> T __shfl_sync (unsigned mask, T v, int src)
   emu_warp_barrier ();
   return r;
 }
+// a warp barrier (and memory fence among its lanes); every lane of the warp must call it
+static inline void __syncwarp (unsigned mask = 0xffffffffu)
+{
+  if (mask != 0xffffffffu) { fprintf (stderr, "emu: partial __syncwarp mask\n"); abort (); }
+  emu_warp_barrier ();
+}
 template <typename T> T __shfl_xor_sync (unsigned mask, T v, int o)
 {
   return __shfl_sync (mask, v, (int) ((threadIdx.x & 31) ^ o));
@@ -120,4 +130,9 @@ cublasStatus_t cublasGemmStridedBatchedEx (cublasHandle_t h, cublasOperation_t t
                                            long long sb, const void *beta, void *C, cudaDataType_t ct, int ldc,
                                            long long sc, int batch, cublasComputeType_t comp, cublasGemmAlgo_t algo);
 struct cudaFuncAttributes { int maxThreadsPerBlock; };
+// Opting in to more than 48 KiB of dynamic shared memory (at most 227 KiB, as on sm_90).  The
+// emulator does not tell kernels apart: a launch may use up to the largest value set so far.
+typedef enum { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 } cudaFuncAttribute;
+cudaError_t emu_func_set_attribute (cudaFuncAttribute attr, int value);
+template <typename F> cudaError_t cudaFuncSetAttribute (F, cudaFuncAttribute attr, int value) { return emu_func_set_attribute (attr, value); }
 template <typename F> cudaError_t cudaFuncGetAttributes (cudaFuncAttributes *a, F) { a->maxThreadsPerBlock = 1024; return cudaSuccess; }
