@@ -32,7 +32,8 @@ typedef enum {
    * uses tensor cores with f32 accumulation (~1e-3 relative); TRUE widens the weights to f32
    * (the CPU's arithmetic, within ~1e-6).  $KIN_CUDA_EXACT=1 sets it at start-up. */
   KIN_CUDA_OPTION_EXACT_HALF,
-  /* attention kernel: 0 auto, 1 short-sequence, 2 flash, 3 cuBLAS, 4 tensor-core flash (tests) */
+  /* attention kernel: 0 auto, 1 short-sequence, 2 flash, 3 cuBLAS, 4 tensor-core flash (WMMA),
+   * 5 short-sequence with shared-memory staging, 6 tensor-core flash (mma.sync) — for tests */
   KIN_CUDA_OPTION_ATTENTION_PATH,
   /* scratch budget in KiB for im2col and attention score bands (0 = default 256 MiB) */
   KIN_CUDA_OPTION_SCRATCH_KIB,

@@ -49,8 +49,10 @@ typedef enum {
   KIN_CUDA_OPT_EXACT_HALF = 1,
   /* [0] attention kernel: 0 auto, 1 short-sequence kernel (lk ≤ 64, head_dim ≤ 128),
    * 2 flash kernel (head_dim ≤ 128), 3 cuBLAS + softmax, 4 tensor-core flash kernel (bf16
-   * operands, f32 accumulation and softmax; head_dim ≤ 128); an impossible choice falls back
-   * to auto */
+   * operands, f32 accumulation and softmax; head_dim ≤ 128), 5 short-sequence kernel with the
+   * sequence's keys and values staged in shared memory (lk ≤ 64, head_dim ≤ 128, f32),
+   * 6 tensor-core flash kernel on mma.sync with scores and probabilities in registers (bf16
+   * operands; head_dim ≤ 128); an impossible choice falls back to auto */
   KIN_CUDA_OPT_ATTENTION = 2,
   /* [262144] scratch budget in KiB for im2col columns and attention score bands (ops work in
    * chunks that fit; tests shrink it to reach the chunking code); 0 = the default */

@@ -685,8 +685,13 @@ kin_cuda_attention (KinCudaCtx *ctx, const KinCudaAttention *d)
   const int D = d->head_dim;
   const bool small_d = D <= 128;
   int path = ctx->opt_attention;
-  if ((path == 1 && !(small_d && d->lk <= 64)) || ((path == 2 || path == 4) && !small_d))
+  if (((path == 1 || path == 5) && !(small_d && d->lk <= 64)) ||
+      ((path == 2 || path == 4 || path == 6) && !small_d))
     path = 0;
+  if (path == 5)
+    return kin_cuda_attention_short_staged (ctx, d);
+  if (path == 6)
+    return kin_cuda_attention_mma (ctx, d);
   if (path == 0)
     path = !small_d ? 3 : d->lk <= 64 ? 1 : ctx->opt_fast_attention ? 4 : 2;
   if (path != 3) {

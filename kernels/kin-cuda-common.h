@@ -162,6 +162,10 @@ int kin_cuda_add_channel_bias (KinCudaCtx *ctx, float *y, const float *bias, int
 
 // kin-cuda-attention.cu
 int kin_cuda_attention (KinCudaCtx *ctx, const KinCudaAttention *desc);
+// kin-cuda-attention-short.cu: path 5 (lk ≤ 64, head_dim ≤ 128; f32), called by the dispatcher
+int kin_cuda_attention_short_staged (KinCudaCtx *ctx, const KinCudaAttention *desc);
+// kin-cuda-attention-mma.cu: path 6 (head_dim ≤ 128; bf16 operands), called by the dispatcher
+int kin_cuda_attention_mma (KinCudaCtx *ctx, const KinCudaAttention *desc);
 
 // kin-cuda-conv.cu
 int kin_cuda_conv2d (KinCudaCtx *ctx, float *y, const float *x, const float *w, const float *bias,

@@ -195,7 +195,7 @@ ctx_set_option (KinCudaCtx *ctx, int option, int value)
     ctx->opt_exact_half = value != 0;
     return KIN_CUDA_OK;
   case KIN_CUDA_OPT_ATTENTION:
-    if (value < 0 || value > 4)
+    if (value < 0 || value > 6)
       return BAD_INPUT ("attention path %d unknown", value);
     ctx->opt_attention = value;
     return KIN_CUDA_OK;

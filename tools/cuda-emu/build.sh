@@ -15,5 +15,5 @@ for f in "$top"/kernels/*.cu; do
   python3 "$here/convert.py" "$f" "$out/gen/$(basename "${f%.cu}").cc"
 done
 g++ -std=c++20 -O1 -g -fPIC -shared -Wall -Wno-unused-parameter -Wno-unused-function -Wno-unknown-pragmas \
-  ${EMU_FLAGS:-} -I "$here/inc" -I "$top/kernels" -o "$so" "$out"/gen/*.cc "$here/emu.cc" "$here/emu-lt.cc"
+  -DKIN_CUDA_EMULATOR ${EMU_FLAGS:-} -I "$here/inc" -I "$top/kernels" -o "$so" "$out"/gen/*.cc "$here/emu.cc" "$here/emu-lt.cc"
 echo "built $so"

@@ -1,0 +1,9 @@
+// kin-cuda-attention-short.cu — placeholder (being written): refuses, so that tests of this path fail
+// until the kernel exists.
+#include "kin-cuda-common.h"
+
+int
+kin_cuda_attention_short_staged (KinCudaCtx *ctx, const KinCudaAttention *d)
+{
+  return BAD_INPUT ("attention path not implemented yet");
+}
