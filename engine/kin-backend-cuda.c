@@ -29,7 +29,8 @@ typedef struct {
 
 /* KIN_CUDA_PROFILE=1: a diagnostic for tuning.  Every op waits for the device before and after
  * it runs, and its time is summed per op (per shape for linear, matmul and attention); the table
- * goes to stderr at exit, slowest first.  Graphs are off in this mode (a wait cannot be
+ * goes to stderr at exit, slowest first, or earlier through kin_backend_cuda_profile_print
+ * (`bench stdit` prints its timed forwards only).  Graphs are off in this mode (a wait cannot be
  * captured) and the waits add launch latency, so totals run above the un-profiled time. */
 typedef struct {
   const char *key;
@@ -82,22 +83,45 @@ prof_cmp (gconstpointer a, gconstpointer b)
 }
 
 static void
-prof_print (void)
+prof_print_rows (int per, const char *what)
 {
-  if (prof_rows == NULL)
+  if (prof_rows == NULL || g_hash_table_size (prof_rows) == 0)
     return;
+  per = MAX (per, 1);
   GList *rows = g_list_sort (g_hash_table_get_values (prof_rows), prof_cmp);
   double total = 0;
   for (GList *l = rows; l; l = l->next)
     total += ((ProfRow *) l->data)->seconds;
-  fprintf (stderr, "KIN_CUDA_PROFILE: %.3f s in ops (each op timed between two device waits)\n", total);
-  fprintf (stderr, "  %10s %6s %10s %8s  %s\n", "total ms", "%", "calls", "ms/call", "op");
+  fprintf (stderr, "KIN_CUDA_PROFILE (%s): %.3f ms in ops, each timed between two device waits\n", what,
+           total * 1e3 / per);
+  fprintf (stderr, "  %10s %6s %10s %8s  %s\n", "ms", "%", "calls", "ms/call", "op");
   for (GList *l = rows; l; l = l->next) {
     ProfRow *r = l->data;
-    fprintf (stderr, "  %10.1f %6.1f %10" G_GUINT64_FORMAT " %8.3f  %s\n", r->seconds * 1e3,
-             total > 0 ? 100 * r->seconds / total : 0, r->calls, r->seconds * 1e3 / r->calls, r->key);
+    fprintf (stderr, "  %10.2f %6.1f %10.1f %8.3f  %s\n", r->seconds * 1e3 / per,
+             total > 0 ? 100 * r->seconds / total : 0, (double) r->calls / per, r->seconds * 1e3 / r->calls,
+             r->key);
   }
   g_list_free (rows);
+  g_hash_table_remove_all (prof_rows);
+}
+
+static void
+prof_print (void)
+{
+  prof_print_rows (1, "since the last table");
+}
+
+void
+kin_backend_cuda_profile_reset (void)
+{
+  if (prof_rows != NULL)
+    g_hash_table_remove_all (prof_rows);
+}
+
+void
+kin_backend_cuda_profile_print (int per, const char *what)
+{
+  prof_print_rows (per, what);
 }
 
 /* The profile key of an op with shapes (only built while profiling). */
@@ -460,7 +484,8 @@ cuda_conv2d (KinBackend *be, KinTensor *y, const KinTensor *x, const KinTensor *
     .n = d->n, .cin = d->cin, .h = d->h, .w = d->w, .cout = d->cout, .kh = d->kh, .kw = d->kw,
     .stride = d->stride, .pad_t = d->pad_t, .pad_b = d->pad_b, .pad_l = d->pad_l, .pad_r = d->pad_r,
   };
-  report (be, "conv2d", PROFILE_START (be) OPS (be)->conv2d (CTX (be), F (y), CF (x), CF (w), OPT_F (bias), &c));
+  report (be, prof_key ("conv2d", "n %d %d→%d %dx%d k %dx%d s %d", d->n, d->cin, d->cout, d->h, d->w, d->kh,
+                        d->kw, d->stride), PROFILE_START (be) OPS (be)->conv2d (CTX (be), F (y), CF (x), CF (w), OPT_F (bias), &c));
 }
 
 static void
@@ -530,7 +555,8 @@ cuda_permute (KinBackend *be, KinTensor *y, const KinTensor *x, int ndim, const 
     }
     seen |= 1u << perm[i];
   }
-  report (be, "permute", PROFILE_START (be) OPS (be)->permute (CTX (be), F (y), CF (x), ndim, dims, perm));
+  report (be, prof_key ("permute", "%d dims, %s", ndim, perm[ndim - 1] == ndim - 1 ? "last kept" : "last moved"),
+          PROFILE_START (be) OPS (be)->permute (CTX (be), F (y), CF (x), ndim, dims, perm));
 }
 
 static void

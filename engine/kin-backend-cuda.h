@@ -50,6 +50,13 @@ typedef enum {
 /* Sets an option; FALSE when @be is not the CUDA backend or the value is refused. */
 gboolean    kin_backend_cuda_set_option (KinBackend *be, KinCudaOption option, int value);
 
+/* KIN_CUDA_PROFILE=1 (a tuning aid: every op waits for the device before and after it, and its
+ * time is summed per op and shape; the table goes to stderr at exit): forget what was summed so
+ * far, or print it now with times divided by @per (e.g. per forward; @what names it) and forget
+ * it.  No-ops when not profiling. */
+void        kin_backend_cuda_profile_reset (void);
+void        kin_backend_cuda_profile_print (int per, const char *what);
+
 /* Graph replays queued since start-up (tests check that a graphed run really replayed). */
 guint64     kin_backend_cuda_graph_launches (KinBackend *be);
 /* Gives the allocator's cached, unused device memory back to CUDA (also done on its own when

@@ -416,6 +416,13 @@ test_attention (void)
     { 3, 1, 80, 80, 40, TRUE, TRUE, TRUE },     /* head_dim 40 (padded to 48), packed, lens, bias */
     /* for path 5 (short sequences, staged in shared memory) */
     /* for path 6 (mma.sync flash) */
+    { 3, 2, 150, 77, 8, FALSE, TRUE, TRUE },    /* head_dim 8; lq, lk off the tiles; lens, bias */
+    { 2, 2, 129, 129, 40, TRUE, FALSE, TRUE },  /* packed (pair loads), head_dim 40, bias */
+    { 4, 1, 140, 200, 72, FALSE, TRUE, TRUE },  /* cross-like: lens (0, lk, > lk) and bias */
+    { 3, 1, 131, 131, 128, TRUE, TRUE, FALSE }, /* head_dim 128 packed with lens */
+    { 2, 1, 20, 64, 24, FALSE, FALSE, TRUE },   /* one whole key tile, head_dim 24 */
+    { 1, 3, 17, 300, 100, FALSE, FALSE, FALSE }, /* head_dim 100, several tiles */
+    { 3, 1, 100, 100, 57, TRUE, TRUE, FALSE },  /* odd head_dim: single-float loads */
   };
   kin_backend_cuda_set_option (gpu, KIN_CUDA_OPTION_FAST_ATTENTION, TRUE);
   attn_fast = TRUE;
