@@ -18,14 +18,18 @@
 //  - S = Q·Kᵀ: MMA_BK/8 accumulator fragments (16 rows × 8 keys each).  The online softmax runs on
 //    them: lane (g, t) holds keys 2t, 2t+1 of every 8-key group for rows g and g+8, so a row's
 //    maximum is a max over the lane's values and over the 4 lanes of its quad (two xor shuffles).
-//    The running sum stays per lane (the quad's partial sums add up once, at the end).
+//    The reference maximum of the exponentials moves only when some row of the warp would get
+//    p > 2^MMA_SLACK (then O and the sums are rescaled); most tiles skip the rescaling.
 //  - P·V: the accumulators of the two 8-key fragments 2j, 2j+1, rounded to bf16 pairs, are
 //    exactly the A fragment of the 16-key slice j (a0 = S[2j].c0c1, a1 = S[2j].c2c3,
 //    a2 = S[2j+1].c0c1, a3 = S[2j+1].c2c3): P never leaves the registers.  O is 2·ND accumulator
-//    fragments (16 rows × 8 channels each), rescaled per row by the softmax correction.
+//    fragments (16 rows × 8 channels each).
+//  - The rows' sums of p: when head_dim is not a multiple of 16 (the model's 72) and there is no
+//    bias, the last padding channel of V (DP − 1) is 1, so P·V sums the (rounded) p in that column
+//    of O for free; otherwise each lane adds up its p in f32 and the quad adds up at the end.
 //
 // Masked keys (past kv_lens, bias −∞) score −∞; a row whose scores are all −∞ so far uses 0 as its
-// maximum (no −∞ − −∞); rows without keys give zeros.  The lengths travel as launch parameters
+// reference (no −∞ − −∞); rows without keys give zeros.  The lengths travel as launch parameters
 // (MMA_LENS_MAX sequences per launch): no upload, no synchronisation, graph-capture safe.
 //
 // In the CPU emulator (KIN_CUDA_EMULATOR) the mma is tools/cuda-emu/inc/mma-sync.h, which applies
@@ -48,6 +52,7 @@
 #define MMA_BQ (MMA_WARPS * 16)  // query rows per block
 #define MMA_BK 64              // keys per tile
 #define MMA_LOG2E 1.4426950408889634f
+#define MMA_SLACK 8.0f         // log2 of how far p may exceed 1 before the maxima move
 
 struct MmaArgs {
   const float *q, *k, *v;
@@ -57,8 +62,9 @@ struct MmaArgs {
   float scale;
   const float *bias;  // [heads, lq, lk] or NULL
   int has_lens;       // 0: lk keys for every sequence
-  // 8-byte (two-float) accesses allowed: base 8-byte aligned, stride and head_dim even
-  int q2, k2, v2, out2;
+  // 8-byte (two-float) accesses allowed: base 8-byte aligned, stride and head_dim even; k4:
+  // 16-byte accesses to k (base 16-byte aligned, stride and head_dim multiples of 4)
+  int q2, k2, v2, out2, k4;
   int32_t lens[MMA_LENS_MAX];  // sequence b's keys, clamped to [0, lk]
 };
 
@@ -108,29 +114,27 @@ mma_pack (float lo, float hi)
 #endif
 }
 
-// the two bf16 of a pair as floats (exact)
+// 2^x (x ≤ MMA_SLACK or −∞ here: results below 2^−126 flush to 0, which a probability can afford)
 static __device__ __forceinline__ float
-mma_lo (uint32_t w)
+mma_exp2 (float x)
 {
-  const uint32_t u = w << 16;
 #ifdef KIN_CUDA_EMULATOR
-  float f;
-  memcpy (&f, &u, 4);
-  return f;
+  return exp2f (x);
 #else
-  return __uint_as_float (u);
+  float y;
+  asm ("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
 #endif
 }
-static __device__ __forceinline__ float
-mma_hi (uint32_t w)
+
+// whether @p holds for some lane of the warp (every lane must call it)
+static __device__ __forceinline__ bool
+mma_any (bool p)
 {
-  const uint32_t u = w & 0xffff0000u;
 #ifdef KIN_CUDA_EMULATOR
-  float f;
-  memcpy (&f, &u, 4);
-  return f;
+  return emu_any_sync (0xffffffffu, p);
 #else
-  return __uint_as_float (u);
+  return __any_sync (0xffffffffu, p);
 #endif
 }
 
@@ -155,85 +159,125 @@ mma_16816 (float d[4], const uint32_t a[4], MmaU2 b)
   const uint32_t bb[2] = { b.x, b.y };
   emu_mma_m16n8k16_bf16 (d, a, bb, d);
 #else
-  asm volatile ("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-                : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b.x), "r"(b.y));
+  asm ("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+       "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b.x), "r"(b.y));
 #endif
 }
 
 // One tile of keys [t0, t0 + MMA_BK) from global memory into the buffer @buf as bf16 (zeros past
-// lk and head_dim), by the whole block.
-template <int ND>
+// lk and head_dim), by the whole block.  Each thread's items keep their place in the tile from one
+// tile to the next (no index arithmetic per item beyond a stride).  ONES: channel DP − 1 of V
+// (padding) is 1 for the keys (0 past them), so that P·V sums the probabilities in that column.
+template <int ND, bool ONES>
 static __device__ __forceinline__ void
 mma_load_tile (uint32_t *buf, const MmaArgs &a, const float *kb, const float *vb, int t0, int lk)
 {
   typedef MmaShape<ND> S;
+  constexpr int NT = MMA_WARPS * 32;
   const int D = a.head_dim, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   uint32_t *sK = buf, *sV = buf + S::K_WORDS;
+  const int64_t ks = a.kv_stride;
 
-  // K: item = (key j, channel pair cp); consecutive threads take consecutive pairs of a row
-  constexpr int NCP = S::DP / 2;
-  for (int idx = threadIdx.x; idx < MMA_BK * NCP; idx += MMA_WARPS * 32) {
-    const int j = idx / NCP, cp = idx % NCP, c = 2 * cp, key = t0 + j;
-    float x0 = 0.0f, x1 = 0.0f;
-    if (key < lk && c < D) {
-      const float *p = kb + (int64_t) key * a.kv_stride + c;
-      if (a.k2) {
-        const MmaF2 f = *(const MmaF2 *) p;
-        x0 = f.x;
-        x1 = f.y;
-      } else {
-        x0 = p[0];
-        x1 = c + 1 < D ? p[1] : 0.0f;
+  // K: thread = (channel quad cq, first row r0), then every RP-th row; consecutive threads take
+  // consecutive quads of a row (threads past RP·NCQ idle)
+  if (a.k4) {
+    constexpr int NCQ = S::DP / 4, RP = NT / NCQ, PASSES = (MMA_BK + RP - 1) / RP;
+    const int cq = threadIdx.x % NCQ, r0 = threadIdx.x / NCQ, c = 4 * cq;
+    if (r0 < RP) {
+      const bool cin = c < D;  // head_dim is a multiple of 4: the whole quad
+      const float *p = kb + (int64_t) (t0 + r0) * ks + c;
+      uint32_t *row = sK + r0 * S::LDK;
+      const int w0 = mma_perm (2 * cq), w1 = mma_perm (2 * cq + 1);
+#pragma unroll
+      for (int i = 0; i < PASSES; i++) {
+        const int j = r0 + i * RP;
+        if (PASSES * RP > MMA_BK && j >= MMA_BK)
+          break;
+        float4 x = make_float4 (0.0f, 0.0f, 0.0f, 0.0f);
+        if (cin && t0 + j < lk)
+          x = *(const float4 *) (p + (int64_t) (i * RP) * ks);
+        row[i * RP * S::LDK + w0] = mma_pack (x.x, x.y);
+        row[i * RP * S::LDK + w1] = mma_pack (x.z, x.w);
       }
     }
-    sK[j * S::LDK + mma_perm (cp)] = mma_pack (x0, x1);
+  } else {
+    constexpr int NCP = S::DP / 2;
+    for (int idx = threadIdx.x; idx < MMA_BK * NCP; idx += NT) {
+      const int j = idx / NCP, cp = idx % NCP, c = 2 * cp, key = t0 + j;
+      float x0 = 0.0f, x1 = 0.0f;
+      if (key < lk && c < D) {
+        const float *p = kb + (int64_t) key * ks + c;
+        if (a.k2) {
+          const MmaF2 f = *(const MmaF2 *) p;
+          x0 = f.x;
+          x1 = f.y;
+        } else {
+          x0 = p[0];
+          x1 = c + 1 < D ? p[1] : 0.0f;
+        }
+      }
+      sK[j * S::LDK + mma_perm (cp)] = mma_pack (x0, x1);
+    }
   }
 
-  // V, transposed: a warp takes 8 key pairs (one 16-key slice) × 4 channel pairs; lane = key
-  // pair (low 3 bits) + 8 · channel pair, so that the 4 lanes of a key row read 32 contiguous
-  // bytes and the stores spread over the banks (at most 2 lanes a bank)
-  constexpr int NCHUNK = (MMA_BK / 16) * (S::DP / 8);
-  for (int ch = warp; ch < NCHUNK; ch += MMA_WARPS) {
-    const int kp = (ch % (MMA_BK / 16)) * 8 + (lane & 7);
-    const int cp = (ch / (MMA_BK / 16)) * 4 + (lane >> 3);
-    const int key = t0 + 2 * kp, c = 2 * cp;
+  // V, transposed: a warp takes 8 key pairs (one 16-key slice) × 4 channel pairs at a time; lane =
+  // key pair (low 3 bits) + 8 · channel pair, so that the 4 lanes of a key row read 32 contiguous
+  // bytes and the stores spread over the banks (at most 2 lanes a bank).  A warp keeps its slice
+  // (warp % KS) and steps through the channels.
+  constexpr int KS = MMA_BK / 16, CG = S::DP / 8, STEP = MMA_WARPS / KS;
+  constexpr int PASSES = (CG + STEP - 1) / STEP;
+  static_assert (MMA_WARPS % KS == 0, "whole slices per pass");
+  const int kp = (warp % KS) * 8 + (lane & 7), key = t0 + 2 * kp;
+  const bool k0 = key < lk, k1 = key + 1 < lk;
+  const int c0 = ((warp / KS) * 4 + (lane >> 3)) * 2;  // first channel pair
+  const float *p = vb + (int64_t) key * ks + c0;
+  uint32_t *col = sV + c0 * S::LDV + mma_perm (kp);
+#pragma unroll
+  for (int i = 0; i < PASSES; i++) {
+    const int c = c0 + 8 * STEP * i;
+    if (CG % STEP != 0 && c >= S::DP)
+      break;
     float v00 = 0.0f, v01 = 0.0f, v10 = 0.0f, v11 = 0.0f;  // v[key + i][c + j] = vij
     if (c < D) {
-      const float *p = vb + (int64_t) key * a.kv_stride + c;
+      const float *pc = p + 8 * STEP * i;
       if (a.v2) {
-        if (key < lk) {
-          const MmaF2 f = *(const MmaF2 *) p;
+        if (k0) {
+          const MmaF2 f = *(const MmaF2 *) pc;
           v00 = f.x;
           v01 = f.y;
         }
-        if (key + 1 < lk) {
-          const MmaF2 f = *(const MmaF2 *) (p + a.kv_stride);
+        if (k1) {
+          const MmaF2 f = *(const MmaF2 *) (pc + ks);
           v10 = f.x;
           v11 = f.y;
         }
       } else {
         const bool c1 = c + 1 < D;
-        if (key < lk) {
-          v00 = p[0];
-          v01 = c1 ? p[1] : 0.0f;
+        if (k0) {
+          v00 = pc[0];
+          v01 = c1 ? pc[1] : 0.0f;
         }
-        if (key + 1 < lk) {
-          v10 = p[a.kv_stride];
-          v11 = c1 ? p[a.kv_stride + 1] : 0.0f;
+        if (k1) {
+          v10 = pc[ks];
+          v11 = c1 ? pc[ks + 1] : 0.0f;
         }
       }
     }
-    const int w = mma_perm (kp);
-    sV[c * S::LDV + w] = mma_pack (v00, v10);
-    sV[(c + 1) * S::LDV + w] = mma_pack (v01, v11);
+    if (ONES && c + 1 == S::DP - 1) {  // the ones column (padding: head_dim < DP)
+      v01 = k0 ? 1.0f : 0.0f;
+      v11 = k1 ? 1.0f : 0.0f;
+    }
+    col[8 * STEP * i * S::LDV] = mma_pack (v00, v10);
+    col[(8 * STEP * i + 1) * S::LDV] = mma_pack (v01, v11);
   }
 }
 
 // One tile for this warp's 16 rows: S = Q·Kᵀ, online softmax, O = O·corr + P·V.  PARTIAL: the
-// tile has fewer than MMA_BK keys (nkeys): slices past them are skipped, the rest masked.
-template <int ND, bool BIAS, bool PARTIAL>
+// tile has fewer than MMA_BK keys (nkeys): slices past them are skipped, the rest masked.  ONES:
+// the sums of p come out of P·V (column DP − 1 of O), else l0, l1 keep this lane's part.
+template <int ND, bool BIAS, bool ONES, bool PARTIAL>
 static __device__ __forceinline__ void
 mma_tile (const uint32_t *buf, const uint32_t (&qf)[ND][4], float (&o)[2 * ND][4], float &m0,
           float &m1, float &l0, float &l1, const float *b0, const float *b1, int nkeys)
@@ -277,44 +321,67 @@ mma_tile (const uint32_t *buf, const uint32_t (&qf)[ND][4], float (&o)[2 * ND][4
   mx1 = fmaxf (mx1, __shfl_xor_sync (0xffffffffu, mx1, 1));
   mx0 = fmaxf (mx0, __shfl_xor_sync (0xffffffffu, mx0, 2));
   mx1 = fmaxf (mx1, __shfl_xor_sync (0xffffffffu, mx1, 2));
-  const float mn0 = fmaxf (m0, mx0), mn1 = fmaxf (m1, mx1);
-  const float mu0 = mn0 == -INFINITY ? 0.0f : mn0;  // nothing seen yet: avoid −∞ − −∞
-  const float mu1 = mn1 == -INFINITY ? 0.0f : mn1;
-  const float corr0 = exp2f (m0 - mu0), corr1 = exp2f (m1 - mu1);
-  m0 = mn0;
-  m1 = mn1;
+  // The reference maxima m0, m1 move (and O, l are rescaled) only when a row of the warp would
+  // otherwise get p > 2^MMA_SLACK; in between p may exceed 1 (harmless in f32 and bf16).  The
+  // first finite score always moves them (−∞ + slack = −∞).
+  const bool move = mx0 > m0 + MMA_SLACK || mx1 > m1 + MMA_SLACK;
+  if (mma_any (move)) {
+    const float mn0 = fmaxf (m0, mx0), mn1 = fmaxf (m1, mx1);
+    const float corr0 = mma_exp2 (m0 - (mn0 == -INFINITY ? 0.0f : mn0));  // no −∞ − −∞
+    const float corr1 = mma_exp2 (m1 - (mn1 == -INFINITY ? 0.0f : mn1));
+    m0 = mn0;
+    m1 = mn1;
 #pragma unroll
-  for (int nt = 0; nt < 2 * ND; nt++) {
-    o[nt][0] *= corr0;
-    o[nt][1] *= corr0;
-    o[nt][2] *= corr1;
-    o[nt][3] *= corr1;
+    for (int nt = 0; nt < 2 * ND; nt++) {
+      o[nt][0] *= corr0;
+      o[nt][1] *= corr0;
+      o[nt][2] *= corr1;
+      o[nt][3] *= corr1;
+    }
+    if (!ONES) {
+      l0 *= corr0;
+      l1 *= corr1;
+    }
   }
+  const float mu0 = m0 == -INFINITY ? 0.0f : m0;  // nothing seen yet: p = 0 for −∞
+  const float mu1 = m1 == -INFINITY ? 0.0f : m1;
 
-  // P (bf16, in registers as A fragments) · V; the sums are of the rounded p that P·V uses
+  // P (bf16, in registers as A fragments) · V
   float ps0 = 0.0f, ps1 = 0.0f;
 #pragma unroll
   for (int j = 0; j < MMA_BK / 16; j++) {
     if (PARTIAL && j * 16 >= nkeys)
       continue;
+    float p[2][4];
+#pragma unroll
+    for (int u = 0; u < 2; u++) {
+      p[u][0] = mma_exp2 (s[2 * j + u][0] - mu0);
+      p[u][1] = mma_exp2 (s[2 * j + u][1] - mu0);
+      p[u][2] = mma_exp2 (s[2 * j + u][2] - mu1);
+      p[u][3] = mma_exp2 (s[2 * j + u][3] - mu1);
+      if (!ONES) {
+        ps0 += p[u][0] + p[u][1];
+        ps1 += p[u][2] + p[u][3];
+      }
+    }
     uint32_t pa[4];
-    pa[0] = mma_pack (exp2f (s[2 * j][0] - mu0), exp2f (s[2 * j][1] - mu0));
-    pa[1] = mma_pack (exp2f (s[2 * j][2] - mu1), exp2f (s[2 * j][3] - mu1));
-    pa[2] = mma_pack (exp2f (s[2 * j + 1][0] - mu0), exp2f (s[2 * j + 1][1] - mu0));
-    pa[3] = mma_pack (exp2f (s[2 * j + 1][2] - mu1), exp2f (s[2 * j + 1][3] - mu1));
-    ps0 += (mma_lo (pa[0]) + mma_hi (pa[0])) + (mma_lo (pa[2]) + mma_hi (pa[2]));
-    ps1 += (mma_lo (pa[1]) + mma_hi (pa[1])) + (mma_lo (pa[3]) + mma_hi (pa[3]));
+    pa[0] = mma_pack (p[0][0], p[0][1]);
+    pa[1] = mma_pack (p[0][2], p[0][3]);
+    pa[2] = mma_pack (p[1][0], p[1][1]);
+    pa[3] = mma_pack (p[1][2], p[1][3]);
     const uint32_t *vr = sV + g * S::LDV + j * 8 + 2 * t;
 #pragma unroll
     for (int nt = 0; nt < 2 * ND; nt++)
       mma_16816 (o[nt], pa, mma_lds64 (vr + nt * 8 * S::LDV));
   }
-  l0 = l0 * corr0 + ps0;
-  l1 = l1 * corr1 + ps1;
+  if (!ONES) {
+    l0 += ps0;
+    l1 += ps1;
+  }
 }
 
 // at least 16 warps per multiprocessor up to head_dim 80 (≤ 128 registers); one block beyond
-template <int ND, bool BIAS>
+template <int ND, bool BIAS, bool ONES>
 __global__ void __launch_bounds__ (MMA_WARPS * 32, ND <= 5 ? 16 / MMA_WARPS : 1)
 k_attn_mma (MmaArgs a, int nqb)
 {
@@ -376,30 +443,38 @@ k_attn_mma (MmaArgs a, int nqb)
 
   const int ntiles = (lk + MMA_BK - 1) / MMA_BK;
   if (ntiles > 0)
-    mma_load_tile<ND> (sbuf, a, kb, vb, 0, lk);
+    mma_load_tile<ND, ONES> (sbuf, a, kb, vb, 0, lk);
   for (int it = 0; it < ntiles; it++) {
     // tile it is in its buffer; every warp is done with tile it − 1 (the other buffer)
     __syncthreads ();
     const int t0 = it * MMA_BK;
     if (it + 1 < ntiles)
-      mma_load_tile<ND> (sbuf + ((it + 1) & 1) * S::BUF_WORDS, a, kb, vb, t0 + MMA_BK, lk);
+      mma_load_tile<ND, ONES> (sbuf + ((it + 1) & 1) * S::BUF_WORDS, a, kb, vb, t0 + MMA_BK, lk);
     if (!active)
       continue;
     const uint32_t *buf = sbuf + (it & 1) * S::BUF_WORDS;
     const float *bt0 = BIAS ? b0 + t0 : NULL, *bt1 = BIAS ? b1 + t0 : NULL;
     if (t0 + MMA_BK <= lk)
-      mma_tile<ND, BIAS, false> (buf, qf, o, m0, m1, l0, l1, bt0, bt1, MMA_BK);
+      mma_tile<ND, BIAS, ONES, false> (buf, qf, o, m0, m1, l0, l1, bt0, bt1, MMA_BK);
     else
-      mma_tile<ND, BIAS, true> (buf, qf, o, m0, m1, l0, l1, bt0, bt1, lk - t0);
+      mma_tile<ND, BIAS, ONES, true> (buf, qf, o, m0, m1, l0, l1, bt0, bt1, lk - t0);
   }
   if (!active)
     return;
 
-  // the rows' sums over their quads; no keys, or all −∞: zeros
-  l0 += __shfl_xor_sync (0xffffffffu, l0, 1);
-  l1 += __shfl_xor_sync (0xffffffffu, l1, 1);
-  l0 += __shfl_xor_sync (0xffffffffu, l0, 2);
-  l1 += __shfl_xor_sync (0xffffffffu, l1, 2);
+  // the rows' sums: the ones column of O (ONES) or the quad's parts added up; no keys, or all −∞:
+  // zeros
+  if (ONES) {
+    // column DP − 1: element 1 (row g) and 3 (row g + 8) of the last fragment, on lane t = 3
+    // (fixed indices: o stays in registers)
+    l0 = __shfl_sync (0xffffffffu, o[2 * ND - 1][1], lane | 3);
+    l1 = __shfl_sync (0xffffffffu, o[2 * ND - 1][3], lane | 3);
+  } else {
+    l0 += __shfl_xor_sync (0xffffffffu, l0, 1);
+    l1 += __shfl_xor_sync (0xffffffffu, l1, 1);
+    l0 += __shfl_xor_sync (0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync (0xffffffffu, l1, 2);
+  }
   const float inv0 = l0 > 0.0f ? 1.0f / l0 : 0.0f, inv1 = l1 > 0.0f ? 1.0f / l1 : 0.0f;
   // the valid rows' head_dim channels only (padding channels and other columns of out untouched)
   float *ob = a.out + b * a.lq * a.out_stride + (int64_t) h * D;
@@ -430,33 +505,35 @@ k_attn_mma (MmaArgs a, int nqb)
   }
 }
 
-template <int ND, bool BIAS>
+template <int ND, bool BIAS, bool ONES>
 static int
 launch_mma (KinCudaCtx *ctx, const MmaArgs &a, int nb)
 {
   const size_t bytes = MmaShape<ND>::BYTES;
   if (bytes > 48 * 1024)
-    CUDA_TRY (cudaFuncSetAttribute (k_attn_mma<ND, BIAS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) bytes));
+    CUDA_TRY (cudaFuncSetAttribute (k_attn_mma<ND, BIAS, ONES>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) bytes));
   const int nqb = (a.lq + MMA_BQ - 1) / MMA_BQ;
   const unsigned blocks = (unsigned) ((int64_t) nb * a.heads * nqb);
-  k_attn_mma<ND, BIAS><<<blocks, MMA_WARPS * 32, bytes, ctx->stream>>> (a, nqb);
+  k_attn_mma<ND, BIAS, ONES><<<blocks, MMA_WARPS * 32, bytes, ctx->stream>>> (a, nqb);
   LAUNCH_CHECK ();
   return KIN_CUDA_OK;
 }
 
-template <bool BIAS>
+// head_dim padded to 16·ND channels; ONES: a padding channel sums the probabilities (kernels with a
+// bias do without: fewer kernels to build)
+template <bool BIAS, bool ONES>
 static int
 launch_mma_d (KinCudaCtx *ctx, const MmaArgs &a, int nb)
 {
   switch ((a.head_dim + 15) / 16) {
-  case 1: return launch_mma<1, BIAS> (ctx, a, nb);
-  case 2: return launch_mma<2, BIAS> (ctx, a, nb);
-  case 3: return launch_mma<3, BIAS> (ctx, a, nb);
-  case 4: return launch_mma<4, BIAS> (ctx, a, nb);
-  case 5: return launch_mma<5, BIAS> (ctx, a, nb);
-  case 6: return launch_mma<6, BIAS> (ctx, a, nb);
-  case 7: return launch_mma<7, BIAS> (ctx, a, nb);
-  default: return launch_mma<8, BIAS> (ctx, a, nb);
+  case 1: return launch_mma<1, BIAS, ONES> (ctx, a, nb);
+  case 2: return launch_mma<2, BIAS, ONES> (ctx, a, nb);
+  case 3: return launch_mma<3, BIAS, ONES> (ctx, a, nb);
+  case 4: return launch_mma<4, BIAS, ONES> (ctx, a, nb);
+  case 5: return launch_mma<5, BIAS, ONES> (ctx, a, nb);
+  case 6: return launch_mma<6, BIAS, ONES> (ctx, a, nb);
+  case 7: return launch_mma<7, BIAS, ONES> (ctx, a, nb);
+  default: return launch_mma<8, BIAS, ONES> (ctx, a, nb);
   }
 }
 
@@ -504,11 +581,14 @@ kin_cuda_attention_mma (KinCudaCtx *ctx, const KinCudaAttention *d)
     a.k2 = pairs_ok (a.k, a.kv_stride, a.head_dim);
     a.v2 = pairs_ok (a.v, a.kv_stride, a.head_dim);
     a.out2 = pairs_ok (a.out, a.out_stride, a.head_dim);
+    a.k4 = ((uintptr_t) a.k & 15) == 0 && (a.kv_stride & 3) == 0 && (a.head_dim & 3) == 0;
     for (int i = 0; a.has_lens && i < nb; i++) {
       const int32_t v = d->kv_lens[b0 + i];
       a.lens[i] = v < 0 ? 0 : v > d->lk ? d->lk : v;
     }
-    const int rc = a.bias != NULL ? launch_mma_d<true> (ctx, a, nb) : launch_mma_d<false> (ctx, a, nb);
+    const int rc = a.bias != NULL       ? launch_mma_d<true, false> (ctx, a, nb)
+                   : a.head_dim % 16 != 0 ? launch_mma_d<false, true> (ctx, a, nb)
+                                          : launch_mma_d<false, false> (ctx, a, nb);
     if (rc != KIN_CUDA_OK)
       return rc;
   }

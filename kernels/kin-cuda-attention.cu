@@ -36,6 +36,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+// What auto picks for short key sequences (lk ≤ 64) and, when attention may be bf16, for the
+// others (see the top of the file; chosen by measurements on an H100)
+#define KIN_ATTN_AUTO_SHORT 5
+#define KIN_ATTN_AUTO_FAST 6
+
 // Key lengths travel in the launch parameters, up to this many sequences per launch (calls with
 // more sequences and kv_lens are split into launches of at most this many): no device copy of
 // the lengths, no upload, no synchronisation, and a graph capture records them with the launch.
@@ -693,7 +698,11 @@ kin_cuda_attention (KinCudaCtx *ctx, const KinCudaAttention *d)
   if (path == 6)
     return kin_cuda_attention_mma (ctx, d);
   if (path == 0)
-    path = !small_d ? 3 : d->lk <= 64 ? 1 : ctx->opt_fast_attention ? 4 : 2;
+    path = !small_d ? 3 : d->lk <= 64 ? KIN_ATTN_AUTO_SHORT : ctx->opt_fast_attention ? KIN_ATTN_AUTO_FAST : 2;
+  if (path == 5)
+    return kin_cuda_attention_short_staged (ctx, d);
+  if (path == 6)
+    return kin_cuda_attention_mma (ctx, d);
   if (path != 3) {
     // blocks per launch (a launch takes at most every sequence)
     int64_t units = path == 1   ? ((int64_t) d->batch * d->heads * d->lq + SHORT_WARPS - 1) / SHORT_WARPS

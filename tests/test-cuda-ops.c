@@ -328,7 +328,7 @@ attn_tolerance (const AttnCase *t, int path)
       ((path == 2 || path == 4 || path == 6) && !small_d))
     path = 0;
   if (path == 0)
-    path = !small_d ? 3 : t->LK <= 64 ? 1 : attn_fast ? 4 : 2;
+    path = !small_d ? 3 : t->LK <= 64 ? 5 : attn_fast ? 6 : 2;  /* as KIN_ATTN_AUTO_* */
   return path == 4 || path == 6 ? 2e-2 : TOL;
 }
 
@@ -415,6 +415,12 @@ test_attention (void)
     { 3, 2, 70, 150, 128, FALSE, TRUE, TRUE },  /* head_dim 128 */
     { 3, 1, 80, 80, 40, TRUE, TRUE, TRUE },     /* head_dim 40 (padded to 48), packed, lens, bias */
     /* for path 5 (short sequences, staged in shared memory) */
+    { 8, 3, 16, 16, 72, TRUE, FALSE, FALSE },   /* temporal, scaled down: 16-byte copies, 3 slots a block */
+    { 5, 2, 100, 40, 72, FALSE, TRUE, TRUE },   /* 4 query tiles a slot, 2 chunks, lengths, bias */
+    { 3, 2, 7, 64, 128, FALSE, TRUE, TRUE },    /* the largest lk and head_dim */
+    { 2, 4, 33, 33, 40, TRUE, TRUE, FALSE },    /* 3 tiles a slot, packed, lengths */
+    { 2, 3, 20, 12, 37, FALSE, FALSE, TRUE },   /* odd head_dim */
+    { 2100, 1, 3, 3, 4, TRUE, TRUE, FALSE },    /* more sequences with lengths than one launch takes */
     /* for path 6 (mma.sync flash) */
     { 3, 2, 150, 77, 8, FALSE, TRUE, TRUE },    /* head_dim 8; lq, lk off the tiles; lens, bias */
     { 2, 2, 129, 129, 40, TRUE, FALSE, TRUE },  /* packed (pair loads), head_dim 40, bias */

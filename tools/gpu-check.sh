@@ -98,8 +98,9 @@ run () {
   step 90 bench-stdit "$bin"/app/kinora-cli bench stdit --backend cuda
   # where the forward's time goes (every op timed between device waits; no graphs)
   step 60 profile-stdit env KIN_CUDA_PROFILE=1 "$bin"/app/kinora-cli bench stdit --backend cuda --iters 1 --warmup 1
-  # every attention through one kernel (2: f32 flash, 3: cuBLAS + softmax), to compare with auto
-  for path in 2 3; do
+  # attention kernels forced where they apply, to compare with auto (per shape in the tables):
+  # 1 short (one warp per query row), 4 tensor-core flash (WMMA), 5 short staged, 6 mma.sync flash
+  for path in 1 4 5 6; do
     step 60 "profile-attention-$path" env KIN_CUDA_PROFILE=1 KIN_CUDA_ATTENTION=$path \
       "$bin"/app/kinora-cli bench stdit --backend cuda --iters 1 --warmup 1
   done
@@ -111,7 +112,7 @@ run () {
   if [ -x "$san" ]; then
     step 120 sanitizer-memcheck "$san" --tool memcheck --error-exitcode 99 "$bin"/tests/test-cuda-ops \
       -p /cuda/attention -p /cuda/norms -p /cuda/permute -p /cuda/modulate-gate -p /cuda/linear-half -p /cuda/conv2d
-    step 120 sanitizer-racecheck "$san" --tool racecheck --error-exitcode 99 "$bin"/tests/test-cuda-ops -p /cuda/attention
+    step 90 sanitizer-racecheck "$san" --tool racecheck --error-exitcode 99 "$bin"/tests/test-cuda-ops -p /cuda/attention
   fi
   echo "gpu-check: $failed step(s) failed"
   return "$failed"

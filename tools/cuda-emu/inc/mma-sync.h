@@ -88,3 +88,17 @@ static inline void emu_mma_m16n8k16_bf16 (float d[4], const uint32_t a[4], const
     d[e] = s + C[row][col];
   }
 }
+
+// __any_sync (full mask only): whether @p holds for some lane of the warp; a barrier of the warp
+static inline bool emu_any_sync (unsigned mask, bool p)
+{
+  if (mask != 0xffffffffu) { fprintf (stderr, "emu: partial __any_sync mask\n"); abort (); }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  emu_warp_slot[warp][lane] = p ? 1.0 : 0.0;
+  emu_warp_barrier ();
+  bool any = false;
+  for (int l = 0; l < 32; l++)
+    any = any || emu_warp_slot[warp][l] != 0.0;
+  emu_warp_barrier ();
+  return any;
+}
