@@ -3,8 +3,8 @@
 //   out[b, r, h] = Σ_j softmax_j (scale · q[b, r, h] · k[b, j, h] + bias[h, r, j]) · v[b, j, h]
 //
 // over keys j < kv_lens[b] (all lk without kv_lens); a row without keys, or whose scores are all
-// −∞, is zero.  Four paths, chosen by head_dim, lk and KIN_CUDA_OPT_FAST_ATTENTION
-// (KIN_CUDA_OPT_ATTENTION can force one):
+// −∞, is zero.  Six paths, chosen by head_dim, lk and KIN_CUDA_OPT_FAST_ATTENTION
+// (KIN_CUDA_OPT_ATTENTION can force one; KIN_CUDA_ATTENTION=N in the engine):
 //
 //  1. short: lk ≤ 64, head_dim ≤ 128 (temporal attention: keys = frames).  One warp per query
 //     row; lane j holds the score of keys j and j+32; exact two-pass softmax.
@@ -15,18 +15,27 @@
 //  3. gemm: any head_dim (the VAE's single 512-channel head).  Scores of a band of query rows
 //     for all heads with one strided-batched cuBLAS call, a masked softmax kernel, then P·V with
 //     a second call.  The band is sized to the scratch budget.
-//  4. tensor-core flash: head_dim ≤ 128, any lk (spatial and cross attention).  A block of 8
-//     warps takes 128 query rows of one (b, h), 16 per warp; q, k and v are rounded to bf16 into
-//     shared memory (head_dim zero-padded to a multiple of 16), tiles of 64 keys.  Per tile each
-//     warp computes its 16×64 scores with WMMA (bf16 operands, f32 accumulation), goes through
-//     them in f32 in shared memory for the online softmax (two lanes per row), writes the
-//     probabilities as bf16 and accumulates P·V into f32 accumulator fragments, which the
-//     row's correction factor rescales.  A few 1e-3 relative (bf16 operands); auto picks it
-//     for lk > 64 unless KIN_CUDA_OPT_FAST_ATTENTION is 0.  On an H100: 2.5 ms against path 2's
-//     26 ms at the model's spatial shape (batch 32, 16 heads, 1024 × 1024, head_dim 72), 0.5 ms
-//     against 3.5 ms for its cross attention (batch 2, 16 heads, 16384 × 200).
+//  4. tensor-core flash (WMMA): head_dim ≤ 128, any lk.  A block of 8 warps takes 128 query rows
+//     of one (b, h), 16 per warp; q, k and v are rounded to bf16 into shared memory (head_dim
+//     zero-padded to a multiple of 16), tiles of 64 keys.  Per tile each warp computes its 16×64
+//     scores with WMMA (bf16 operands, f32 accumulation), goes through them in f32 in shared
+//     memory for the online softmax (two lanes per row), writes the probabilities as bf16 and
+//     accumulates P·V into f32 accumulator fragments, which the row's correction factor rescales.
+//  5. short, staged (kin-cuda-attention-short.cu): lk ≤ 64, head_dim ≤ 128, f32; the sequence's
+//     K, V and query rows go through shared memory once (cp.async), every value read once.
+//  6. tensor-core flash on mma.sync (kin-cuda-attention-mma.cu): head_dim ≤ 128, any lk; scores
+//     and probabilities stay in registers (FlashAttention-2 style), bf16 operands.
 //
-// Paths 1–3 are f32 throughout (scores, exponentials, sums); they agree with the CPU to ~1e-6.
+// Auto: head_dim > 128 → 3; lk ≤ 64 → 5; otherwise 6, or 2 when KIN_CUDA_OPT_FAST_ATTENTION is 0
+// (f32 weights: the golden cases).  Paths 4 and 6 are a few 1e-3 relative from the CPU (bf16
+// operands); paths 1, 2, 3 and 5 are f32 throughout and agree to ~1e-6.
+//
+// Measured on an H100 (ms per call, KIN_CUDA_PROFILE=1 bench stdit; path 2 in an earlier run on
+// the same kind of card, the others in one run):
+//                                                     path 1   path 2   path 4   path 5   path 6
+//   spatial  batch 32, 16 heads, 1024 × 1024, hd 72       —     25.9     2.57       —     1.68
+//   cross    batch 2, 16 heads, 16384 × 200 (lens)        —      3.30     0.48       —     0.33
+//   temporal batch 2048, 16 heads, 16 × 16              1.20     1.10     1.58     0.23     1.54
 
 #include "kin-cuda-common.h"
 #include "kin-cuda-reduce.h"
