@@ -75,6 +75,17 @@ struct __align__ (8) MmaU2 {
   uint32_t x, y;
 };
 
+// Channels c and c+1 (c < D) of the row at @p: one 8-byte load where @pair allows (see q2, k2,
+// v2), else two, with zero past head_dim D.
+static __device__ __forceinline__ MmaF2
+mma_load2 (const float *p, bool pair, int c, int D)
+{
+  if (pair)
+    return *(const MmaF2 *) p;
+  MmaF2 f = { p[0], c + 1 < D ? p[1] : 0.0f };
+  return f;
+}
+
 // Shared memory of k_attn_mma<ND, ...>: two buffers, each
 //   sK [MMA_BK][LDK] words   key j's channels as bf16 pairs (word order: mma_perm)
 //   sV [DP][LDV] words       channel c's keys as bf16 pairs (V transposed; word order: mma_perm)
@@ -206,19 +217,10 @@ mma_load_tile (uint32_t *buf, const MmaArgs &a, const float *kb, const float *vb
     constexpr int NCP = S::DP / 2;
     for (int idx = threadIdx.x; idx < MMA_BK * NCP; idx += NT) {
       const int j = idx / NCP, cp = idx % NCP, c = 2 * cp, key = t0 + j;
-      float x0 = 0.0f, x1 = 0.0f;
-      if (key < lk && c < D) {
-        const float *p = kb + (int64_t) key * ks + c;
-        if (a.k2) {
-          const MmaF2 f = *(const MmaF2 *) p;
-          x0 = f.x;
-          x1 = f.y;
-        } else {
-          x0 = p[0];
-          x1 = c + 1 < D ? p[1] : 0.0f;
-        }
-      }
-      sK[j * S::LDK + mma_perm (cp)] = mma_pack (x0, x1);
+      MmaF2 f = { 0.0f, 0.0f };
+      if (key < lk && c < D)
+        f = mma_load2 (kb + (int64_t) key * ks + c, a.k2, c, D);
+      sK[j * S::LDK + mma_perm (cp)] = mma_pack (f.x, f.y);
     }
   }
 
@@ -239,38 +241,20 @@ mma_load_tile (uint32_t *buf, const MmaArgs &a, const float *kb, const float *vb
     const int c = c0 + 8 * STEP * i;
     if (CG % STEP != 0 && c >= S::DP)
       break;
-    float v00 = 0.0f, v01 = 0.0f, v10 = 0.0f, v11 = 0.0f;  // v[key + i][c + j] = vij
+    MmaF2 v0 = { 0.0f, 0.0f }, v1 = { 0.0f, 0.0f };  // v[key][c, c+1], v[key + 1][c, c+1]
     if (c < D) {
       const float *pc = p + 8 * STEP * i;
-      if (a.v2) {
-        if (k0) {
-          const MmaF2 f = *(const MmaF2 *) pc;
-          v00 = f.x;
-          v01 = f.y;
-        }
-        if (k1) {
-          const MmaF2 f = *(const MmaF2 *) (pc + ks);
-          v10 = f.x;
-          v11 = f.y;
-        }
-      } else {
-        const bool c1 = c + 1 < D;
-        if (k0) {
-          v00 = pc[0];
-          v01 = c1 ? pc[1] : 0.0f;
-        }
-        if (k1) {
-          v10 = pc[ks];
-          v11 = c1 ? pc[ks + 1] : 0.0f;
-        }
-      }
+      if (k0)
+        v0 = mma_load2 (pc, a.v2, c, D);
+      if (k1)
+        v1 = mma_load2 (pc + ks, a.v2, c, D);
     }
     if (ONES && c + 1 == S::DP - 1) {  // the ones column (padding: head_dim < DP)
-      v01 = k0 ? 1.0f : 0.0f;
-      v11 = k1 ? 1.0f : 0.0f;
+      v0.y = k0 ? 1.0f : 0.0f;
+      v1.y = k1 ? 1.0f : 0.0f;
     }
-    col[8 * STEP * i * S::LDV] = mma_pack (v00, v10);
-    col[(8 * STEP * i + 1) * S::LDV] = mma_pack (v01, v11);
+    col[8 * STEP * i * S::LDV] = mma_pack (v0.x, v1.x);
+    col[(8 * STEP * i + 1) * S::LDV] = mma_pack (v0.y, v1.y);
   }
 }
 
@@ -412,19 +396,10 @@ k_attn_mma (MmaArgs a, int nqb)
 #pragma unroll
       for (int e = 0; e < 4; e++) {
         const int r = e & 1 ? r1 : r0, c = kc * 16 + 2 * t + (e >> 1) * 8;
-        float x0 = 0.0f, x1 = 0.0f;
-        if (r < a.lq && c < D) {
-          const float *p = qb_ + (int64_t) r * a.q_stride + c;
-          if (a.q2) {
-            const MmaF2 f = *(const MmaF2 *) p;
-            x0 = f.x;
-            x1 = f.y;
-          } else {
-            x0 = p[0];
-            x1 = c + 1 < D ? p[1] : 0.0f;
-          }
-        }
-        qf[kc][e] = mma_pack (x0 * qs, x1 * qs);
+        MmaF2 f = { 0.0f, 0.0f };
+        if (r < a.lq && c < D)
+          f = mma_load2 (qb_ + (int64_t) r * a.q_stride + c, a.q2, c, D);
+        qf[kc][e] = mma_pack (f.x * qs, f.y * qs);
       }
   }
   // bias rows (rows past lq read row lq − 1's, in bounds; their results are never written)
@@ -556,17 +531,7 @@ kin_cuda_attention_mma (KinCudaCtx *ctx, const KinCudaAttention *d)
     return BAD_INPUT ("attention path 6: %d heads × %d rows too many blocks", d->heads, d->lq);
 
   MmaArgs a;
-  memset (&a, 0, sizeof a);
-  a.q_stride = d->q_stride;
-  a.kv_stride = d->kv_stride;
-  a.out_stride = d->out_stride;
-  a.heads = d->heads;
-  a.lq = d->lq;
-  a.lk = d->lk;
-  a.head_dim = d->head_dim;
-  a.scale = d->scale;
-  a.bias = d->bias;
-  a.has_lens = d->kv_lens != NULL;
+  kin_attn_args_init (a, d);
   // sequences per launch: every one without kv_lens, MMA_LENS_MAX with them; a grid fits in int
   int64_t chunk = a.has_lens ? MMA_LENS_MAX : d->batch;
   if (chunk * per_seq > INT32_MAX)

@@ -370,14 +370,7 @@ kin_cuda_attention_short_staged (KinCudaCtx *ctx, const KinCudaAttention *d)
   const int nchunks = (ntiles + T - 1) / T;
 
   StagedArgs a;
-  memset (&a, 0, sizeof a);
-  a.q_stride = d->q_stride;
-  a.kv_stride = d->kv_stride;
-  a.out_stride = d->out_stride;
-  a.heads = d->heads;
-  a.lq = d->lq;
-  a.lk = d->lk;
-  a.head_dim = D;
+  kin_attn_args_init (a, d);
   a.d4 = D4;
   a.ldq = ldq;
   a.tiles = T;
@@ -385,9 +378,6 @@ kin_cuda_attention_short_staged (KinCudaCtx *ctx, const KinCudaAttention *d)
   a.kv_rows = 16 * KC;
   a.slot_floats = a.kv_rows * ldq + d->lk * D4;
   a.warp_floats = SS_ROWS * ldq > a.kv_rows * SS_PLD ? SS_ROWS * ldq : a.kv_rows * SS_PLD;
-  a.scale = d->scale;
-  a.bias = d->bias;
-  a.has_lens = d->kv_lens != NULL;
   // 16-byte copies: whole float4 inside the head (head_dim % 4 == 0), aligned rows and bases
   const bool d_vec = D % 4 == 0;
   a.q_vec = d_vec && d->q_stride % 4 == 0 && ((uintptr_t) d->q & 15) == 0;

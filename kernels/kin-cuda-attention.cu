@@ -725,17 +725,7 @@ kin_cuda_attention (KinCudaCtx *ctx, const KinCudaAttention *d)
     return attn_gemm (ctx, d);
 
   AttnArgs a;
-  memset (&a, 0, sizeof a);
-  a.q_stride = d->q_stride;
-  a.kv_stride = d->kv_stride;
-  a.out_stride = d->out_stride;
-  a.heads = d->heads;
-  a.lq = d->lq;
-  a.lk = d->lk;
-  a.head_dim = D;
-  a.scale = d->scale;
-  a.bias = d->bias;
-  a.has_lens = d->kv_lens != NULL;
+  kin_attn_args_init (a, d);
   const bool shortk = path == 1;
   // without kv_lens one launch takes every sequence; with them, ATTN_LENS_MAX at a time
   const int chunk = a.has_lens ? ATTN_LENS_MAX : d->batch;

@@ -8,6 +8,7 @@
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <string.h>
 
 // Default scratch budget for im2col columns and attention score bands; ops work in chunks that
 // fit (ctx->scratch_budget, KIN_CUDA_OPT_SCRATCH_KIB).
@@ -162,6 +163,24 @@ int kin_cuda_add_channel_bias (KinCudaCtx *ctx, float *y, const float *bias, int
 
 // kin-cuda-attention.cu
 int kin_cuda_attention (KinCudaCtx *ctx, const KinCudaAttention *desc);
+// The fields every attention kernel's launch parameters share (AttnArgs, StagedArgs, MmaArgs
+// name them alike), from the call's description; the rest of @a is zeroed.
+template <typename Args>
+static inline void
+kin_attn_args_init (Args &a, const KinCudaAttention *d)
+{
+  memset (&a, 0, sizeof a);
+  a.q_stride = d->q_stride;
+  a.kv_stride = d->kv_stride;
+  a.out_stride = d->out_stride;
+  a.heads = d->heads;
+  a.lq = d->lq;
+  a.lk = d->lk;
+  a.head_dim = d->head_dim;
+  a.scale = d->scale;
+  a.bias = d->bias;
+  a.has_lens = d->kv_lens != NULL;
+}
 // kin-cuda-attention-short.cu: path 5 (lk ≤ 64, head_dim ≤ 128; f32), called by the dispatcher
 int kin_cuda_attention_short_staged (KinCudaCtx *ctx, const KinCudaAttention *desc);
 // kin-cuda-attention-mma.cu: path 6 (head_dim ≤ 128; bf16 operands), called by the dispatcher
